@@ -1,0 +1,311 @@
+"""The run configuration: one typed dataclass, the single source of truth for run parameters.
+
+Field names follow the rows of the seed report's "Run parameters" table in snake_case. Notebooks
+expose these fields in their ``parameters`` cell; ``crackkit run -p NAME VALUE`` takes the same
+names. :func:`make_config` validates a mapping of overrides and refuses unknown names or bad values
+with a :class:`ConfigError` that names the parameter and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "PRESETS",
+    "SEED_REPORT_ROWS",
+    "make_config",
+    "coerce_value",
+    "load_config",
+    "save_config",
+    "field_names",
+]
+
+ARCHITECTURES = ("segdecnet", "segdecnet++")
+OPTIMIZERS = ("adam", "sgd")
+BEST_MODEL_TYPES = ("dec", "seg", "both")
+AMP_MODES = ("auto", "off", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A run parameter has an unknown name or a bad value."""
+
+
+def _choice(*allowed: str) -> dict[str, Any]:
+    return {"choices": allowed}
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Parameters of one SegDecNet run.
+
+    The fields from ``input_channels`` to ``use_negatives`` are the rows of the seed report's
+    run-parameter table; the rest are what a reproducible run also needs.
+    """
+
+    # Data set
+    dataset: str = "synthetic"
+    input_channels: int = field(default=3, metadata=_choice(1, 3))
+    input_height: int = field(default=96, metadata=_range(8))
+    input_width: int = field(default=160, metadata=_range(8))
+    synthetic_train: int = field(default=320, metadata=_range(1))
+    synthetic_val: int = field(default=64, metadata=_range(1))
+    synthetic_test: int = field(default=96, metadata=_range(1))
+    synthetic_negative_fraction: float = field(default=0.3, metadata=_range(0.0, 0.9))
+    # Model
+    architecture: str = field(default="segdecnet++", metadata=_choice(*ARCHITECTURES))
+    # Training (the seed report's table)
+    batch_size: int = field(default=4, metadata=_range(1))
+    epochs: int = field(default=12, metadata=_range(1))
+    lr: float = field(default=0.001, metadata=_range(0.0, lo_open=True))
+    delta_cls_loss: float = field(default=1.0, metadata=_range(0.0))
+    dilate: int = field(default=1, metadata=_range(0))
+    dyn_balanced_loss: bool = True
+    gradient_adjustment: bool = True
+    frequency_sampling: bool = False
+    weighted_seg_loss: bool = False
+    weighted_seg_loss_p: float = field(default=2.0, metadata=_range(0.0))
+    weighted_seg_loss_max: float = field(default=1.0, metadata=_range(0.0))
+    use_best_model: bool = True
+    best_model_type: str = field(default="seg", metadata=_choice(*BEST_MODEL_TYPES))
+    validate: bool = True
+    validate_on_test: bool = False
+    validation_every: int = field(default=2, metadata=_range(1))
+    augmentation: bool = True
+    optimizer: str = field(default="adam", metadata=_choice(*OPTIMIZERS))
+    momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    scheduler_step: int = field(default=0, metadata=_range(0))
+    scheduler_gamma: float = field(default=0.1, metadata=_range(0.0, 1.0, lo_open=True))
+    use_negatives: bool = True
+    # Reproducibility and speed
+    seed: int = field(default=0, metadata=_range(0))
+    device: str = field(default="auto", metadata=_choice(*DEVICES))
+    amp: str = field(default="auto", metadata=_choice(*AMP_MODES))
+    channels_last: str = field(default="auto", metadata=_choice("auto", "on", "off"))
+    num_workers: int = field(default=0, metadata=_range(0))
+    eval_batch_size: int = field(default=16, metadata=_range(1))
+    tolerance: int = field(default=2, metadata=_range(0))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            object.__setattr__(self, f.name, coerce_value(f.name, value))
+            _check_value(f, getattr(self, f.name))
+        if self.validate_on_test and not self.validate:
+            raise ConfigError("validate_on_test=True needs validate=True")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return make_config(self.to_dict() | changes)
+
+
+_FIELDS = {f.name: f for f in fields(RunConfig)}
+
+
+def field_names() -> list[str]:
+    return list(_FIELDS)
+
+
+def _field_type(name: str) -> type:
+    hints = typing.get_type_hints(RunConfig)
+    hint = hints[name]
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+_TYPES = {name: _field_type(name) for name in _FIELDS}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce_value(name: str, value: Any) -> Any:
+    """Convert ``value`` to the type of field ``name``; strings from a command line are parsed.
+
+    Raises:
+        ConfigError: ``name`` is no field, or ``value`` cannot be read as the field's type.
+    """
+    if name not in _TYPES:
+        raise ConfigError(_unknown_message(name))
+    kind = _TYPES[name]
+    bad = ConfigError(
+        f"parameter {name!r} must be of type {kind.__name__}, got {value!r} "
+        f"({type(value).__name__})"
+    )
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise bad
+    if kind is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if kind is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise AssertionError(f"unsupported field type {kind}")
+
+
+def _check_value(f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        allowed = ", ".join(repr(c) for c in meta["choices"])
+        raise ConfigError(f"parameter {f.name!r} got {value!r}; allowed values: {allowed}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        op = ">" if meta.get("lo_open") else ">="
+        bound = f"{op} {lo}" + (f" and <= {hi}" if hi is not None else "")
+        raise ConfigError(f"parameter {f.name!r} got {value!r}; it must be {bound}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"parameter {f.name!r} got {value!r}; it must be <= {hi}")
+    if f.name == "dataset" and not value.strip():
+        raise ConfigError("parameter 'dataset' is empty; give 'synthetic', a prepared name or a path")
+
+
+def _unknown_message(name: str) -> str:
+    valid = ", ".join(_FIELDS)
+    return f"unknown parameter {name!r}; valid parameters: {valid}"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "synthetic": {},
+    "tiny": {
+        "input_height": 32,
+        "input_width": 48,
+        "synthetic_train": 8,
+        "synthetic_val": 4,
+        "synthetic_test": 6,
+        "batch_size": 2,
+        "epochs": 2,
+        "validation_every": 1,
+        "eval_batch_size": 4,
+    },
+    "crack500": {
+        "dataset": "crack500",
+        "input_channels": 3,
+        "input_height": 360,
+        "input_width": 640,
+        "batch_size": 1,
+        "epochs": 100,
+        "lr": 0.001,
+        "delta_cls_loss": 0.01,
+        "dilate": 1,
+        "dyn_balanced_loss": True,
+        "gradient_adjustment": True,
+        "frequency_sampling": False,
+        "weighted_seg_loss": False,
+        "use_best_model": True,
+        "best_model_type": "seg",
+        "validate": True,
+        "validate_on_test": False,
+        "validation_every": 1,
+        "augmentation": True,
+        "optimizer": "adam",
+        "use_negatives": True,
+        "architecture": "segdecnet++",
+    },
+}
+
+
+def make_config(
+    params: Mapping[str, Any] | None = None, *, preset: str | None = None
+) -> RunConfig:
+    """Build a validated :class:`RunConfig` from a preset and overrides.
+
+    Args:
+        params: overrides by field name; strings are parsed to the field's type.
+        preset: name of an entry of :data:`PRESETS` applied before ``params``.
+
+    Raises:
+        ConfigError: an unknown preset or parameter, or a bad value; the message names it.
+    """
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(
+                f"unknown preset {preset!r}; available presets: {', '.join(PRESETS)}"
+            )
+        values.update(PRESETS[preset])
+    for name, value in (params or {}).items():
+        if name not in _FIELDS:
+            raise ConfigError(_unknown_message(name))
+        values[name] = value
+    return RunConfig(**values)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    from crackkit.runs import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no run configuration at {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    return make_config(data)
+
+
+# Rows of the seed report's run-parameter table, in its order and wording.
+SEED_REPORT_ROWS: list[tuple[str, str]] = [
+    ("Batch size", "batch_size"),
+    ("Epochs", "epochs"),
+    ("Learning rate", "lr"),
+    ("Delta CLS Loss", "delta_cls_loss"),
+    ("Dilate", "dilate"),
+    ("Dynamically balanced loss", "dyn_balanced_loss"),
+    ("Gradient-flow adjustment", "gradient_adjustment"),
+    ("Frequency-of-use sampling", "frequency_sampling"),
+    ("Weighted segmentation loss", "weighted_seg_loss"),
+    ("Use best model", "use_best_model"),
+    ("Best model type", "best_model_type"),
+    ("Validate", "validate"),
+    ("Validate on test", "validate_on_test"),
+    ("Augmentation", "augmentation"),
+    ("Optimizer", "optimizer"),
+    ("Use negatives", "use_negatives"),
+]
