@@ -106,6 +106,12 @@ class RunConfig:
             _check_value(f, getattr(self, f.name))
         if self.validate_on_test and not self.validate:
             raise ConfigError("validate_on_test=True needs validate=True")
+        from crackkit.model import check_input_size
+
+        try:
+            check_input_size(self.input_height, self.input_width)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,7 +205,9 @@ def _check_value(f: dataclasses.Field, value: Any) -> None:
     if hi is not None and value > hi:
         raise ConfigError(f"parameter {f.name!r} got {value!r}; it must be <= {hi}")
     if f.name == "dataset" and not value.strip():
-        raise ConfigError("parameter 'dataset' is empty; give 'synthetic', a prepared name or a path")
+        raise ConfigError(
+            "parameter 'dataset' is empty; give 'synthetic', a prepared name or a path"
+        )
 
 
 def _unknown_message(name: str) -> str:
@@ -247,9 +255,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_config(
-    params: Mapping[str, Any] | None = None, *, preset: str | None = None
-) -> RunConfig:
+def make_config(params: Mapping[str, Any] | None = None, *, preset: str | None = None) -> RunConfig:
     """Build a validated :class:`RunConfig` from a preset and overrides.
 
     Args:
@@ -262,9 +268,7 @@ def make_config(
     values: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
-            raise ConfigError(
-                f"unknown preset {preset!r}; available presets: {', '.join(PRESETS)}"
-            )
+            raise ConfigError(f"unknown preset {preset!r}; available presets: {', '.join(PRESETS)}")
         values.update(PRESETS[preset])
     for name, value in (params or {}).items():
         if name not in _FIELDS:

@@ -15,8 +15,9 @@ Two architectures:
   squeeze-and-excitation computed from the decoder features. The decision head sees the volume and
   the segmentation map max-pooled to 1/8; its global pooling takes the full-resolution map.
 
-Both forwards take ``x: (N, C, H, W)`` and return ``(decision_logits: (N, 1), seg_logits: (N, 1, h, w))``
-with ``h, w = H/8, W/8`` for ``segdecnet`` and ``H, W`` for ``segdecnet++``.
+Both forwards take ``x: (N, C, H, W)`` and return
+``(decision_logits: (N, 1), seg_logits: (N, 1, h, w))`` with ``h, w = H/8, W/8`` for
+``segdecnet`` and ``H, W`` for ``segdecnet++``.
 
 With gradient-flow adjustment on (``gradient_multiplier = 0``) the decision head's inputs are cut
 from the graph, so the decision loss sends no gradient into the segmentation path.

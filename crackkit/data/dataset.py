@@ -1,0 +1,211 @@
+"""Data sets for training and evaluation: resolve a data set name, read splits, serve samples.
+
+Images stay on disk, compressed; each sample is decoded when it is served (in DataLoader workers
+when ``num_workers > 0``) and handed over as ``uint8``, so nothing is preloaded as float32.
+Augmentation draws its randomness from ``(seed, epoch, index)``, so a sample's augmentation does not
+depend on worker count or on whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from crackkit.config import RunConfig
+from crackkit.data.folder import DatasetError, Sample, read_image, read_mask, scan_split
+from crackkit.data.synthetic import SyntheticSpec, ensure_synthetic
+from crackkit.data.weights import dilate_mask, distance_weights
+from crackkit import paths
+
+__all__ = [
+    "CrackDataset",
+    "SPLITS",
+    "resolve_dataset",
+    "load_splits",
+    "synthetic_spec",
+    "split_summary",
+]
+
+SPLITS = ("train", "val", "test")
+VAL_FRACTION = 0.15
+
+
+def synthetic_spec(cfg: RunConfig) -> SyntheticSpec:
+    return SyntheticSpec(
+        height=cfg.input_height,
+        width=cfg.input_width,
+        train=cfg.synthetic_train,
+        val=cfg.synthetic_val,
+        test=cfg.synthetic_test,
+        negative_fraction=cfg.synthetic_negative_fraction,
+        seed=cfg.seed,
+    )
+
+
+def resolve_dataset(
+    cfg: RunConfig, processed_dir: Path | None = None, progress: bool = True
+) -> Path:
+    """Return the folder of ``cfg.dataset``, generating the synthetic set when needed.
+
+    ``cfg.dataset`` is ``"synthetic"``, the name of a prepared set under ``data/processed`` (such as
+    ``crack500``) or a path to a folder with ``{train,val,test}/{images,masks}``.
+
+    Raises:
+        DatasetError: the name is neither a prepared set nor an existing folder.
+    """
+    processed_dir = Path(paths.PROCESSED_DIR if processed_dir is None else processed_dir)
+    name = cfg.dataset
+    if name == "synthetic":
+        return ensure_synthetic(synthetic_spec(cfg), Path(processed_dir))
+    as_path = Path(name).expanduser()
+    if as_path.is_dir():
+        return as_path.resolve()
+    prepared = Path(processed_dir) / name
+    if prepared.is_dir():
+        return prepared
+    available = sorted(p.name for p in Path(processed_dir).glob("*") if p.is_dir())
+    hint = " Get CRACK500 with `crackkit data crack500`." if name == "crack500" else ""
+    raise DatasetError(
+        f"data set {name!r} not found: it is not a folder and not prepared under {processed_dir} "
+        f"(prepared: {', '.join(available) or 'none'}). Use 'synthetic', a prepared name or a "
+        f"path to a folder with train/, val/, test/ each holding images/ and masks/.{hint}"
+    )
+
+
+def load_splits(
+    root: Path, seed: int = 0, *, negatives_without_mask: bool = False, check: bool = True
+) -> dict[str, list[Sample]]:
+    """Scan train/val/test; when ``val`` is absent, split it from train (seeded, 15%)."""
+    root = Path(root)
+    splits: dict[str, list[Sample]] = {}
+    for split in SPLITS:
+        if split == "val" and not (root / "val").is_dir():
+            continue
+        splits[split] = scan_split(
+            root, split, negatives_without_mask=negatives_without_mask, check=check
+        )
+    if "val" not in splits:
+        train = splits["train"]
+        if len(train) < 2:
+            raise DatasetError(f"{root}/train has {len(train)} image(s): too few to split off val")
+        order = np.random.default_rng(seed).permutation(len(train))
+        n_val = max(1, round(VAL_FRACTION * len(train)))
+        splits["val"] = [train[i] for i in sorted(order[:n_val])]
+        splits["train"] = [train[i] for i in sorted(order[n_val:])]
+    return {s: splits[s] for s in SPLITS}
+
+
+def split_summary(splits: dict[str, list[Sample]]) -> dict[str, dict[str, int]]:
+    """Positives, negatives and sum per split (and overall)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, samples in splits.items():
+        pos = sum(bool(s.positive) for s in samples)
+        out[name] = {"positives": pos, "negatives": len(samples) - pos, "sum": len(samples)}
+    out["sum"] = {k: sum(v[k] for v in out.values()) for k in ("positives", "negatives", "sum")}
+    return out
+
+
+@dataclass(frozen=True)
+class _Aug:
+    hflip: bool
+    vflip: bool
+    brightness: float
+    contrast: float
+
+
+class CrackDataset(Dataset):
+    """Samples as tensors: ``image`` uint8 (C, H, W), ``mask`` float (1, H, W) in {0, 1},
+    ``weight`` float (1, H, W) when weighted loss is on, ``label`` float (), ``index`` int.
+
+    Training samples (``train=True``) get the configured mask dilation, augmentation and loss
+    weights; evaluation samples keep the annotation as drawn.
+
+    Images whose size differs from ``(cfg.input_height, cfg.input_width)`` are resized (masks by
+    nearest neighbour after a max-preserving step, so thin cracks survive downscaling).
+    """
+
+    def __init__(self, samples: list[Sample], cfg: RunConfig, *, train: bool) -> None:
+        if not samples:
+            raise DatasetError("empty split: no images to serve")
+        self.samples = list(samples)
+        self.cfg = cfg
+        self.train = train
+        self.epoch = 0
+        self.labels = [bool(s.positive) for s in self.samples]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _augmentation(self, index: int) -> _Aug | None:
+        if not (self.train and self.cfg.augmentation):
+            return None
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
+        rotate = rng.random() < 0.25
+        return _Aug(
+            hflip=bool(rotate ^ (rng.random() < 0.5)),
+            vflip=bool(rotate ^ (rng.random() < 0.5)),
+            brightness=float(rng.uniform(-0.1, 0.1)),
+            contrast=float(rng.uniform(0.8, 1.2)),
+        )
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image uint8 (H, W, C) and mask bool (H, W) at the configured input size."""
+        sample = self.samples[index]
+        image = read_image(sample.image, self.cfg.input_channels)
+        if sample.mask is None:
+            mask = np.zeros(image.shape[:2], dtype=bool)
+        else:
+            mask = read_mask(sample.mask, shape=image.shape[:2])
+        size = (self.cfg.input_height, self.cfg.input_width)
+        if image.shape[:2] != size:
+            image, mask = _resize(image, mask, size)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, mask = self.read(index)
+        if self.train and self.cfg.dilate > 1:
+            mask = dilate_mask(mask, self.cfg.dilate)
+        aug = self._augmentation(index)
+        if aug is not None:
+            image, mask = _apply(aug, image, mask)
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
+            "label": torch.tensor(float(self.labels[index])),
+            "index": torch.tensor(index),
+        }
+        if self.cfg.weighted_seg_loss:
+            w = distance_weights(mask, self.cfg.weighted_seg_loss_p, self.cfg.weighted_seg_loss_max)
+            item["weight"] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None]
+        return item
+
+
+def _apply(aug: _Aug, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if aug.hflip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if aug.vflip:
+        image, mask = image[::-1], mask[::-1]
+    img = image.astype(np.float32)
+    mean = img.mean()
+    img = (img - mean) * aug.contrast + mean + 255.0 * aug.brightness
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
+
+
+def _resize(
+    image: np.ndarray, mask: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    h, w = size
+    pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+    image = np.asarray(pil.resize((w, h), Image.BILINEAR))
+    if image.ndim == 2:
+        image = image[..., None]
+    m = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.BOX)
+    return image, np.asarray(m) > 0

@@ -1,0 +1,455 @@
+"""Resumable, verified downloads of data-set archives.
+
+Each data set is described by a small :class:`DownloadInfo` record (name, url, file name, SHA-256).
+:func:`download` streams a URL into ``DEST.part`` with a progress bar, resumes an interrupted
+``.part`` with an HTTP ``Range`` request, checks the SHA-256 and only then renames the file to
+``DEST``. A file whose hash does not match, or a web page served instead of the archive, is
+refused with a :class:`DownloadError` that says what to do next.
+
+Google Drive serves large files behind a "can't scan this file for viruses" page. When a
+response is such a page (an HTML ``<form id="download-form">`` with hidden ``id``, ``export``,
+``confirm`` and ``uuid`` inputs, or the older ``confirm=`` link or ``download_warning`` cookie), it
+is followed automatically. Anything else that comes back as HTML (a login page, a quota notice, a
+folder view) is refused: download the file by hand and pass it as ``--archive PATH``, or give a
+direct link with ``--url``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+__all__ = [
+    "CRACK500",
+    "CRACK500_DRIVE_FOLDER",
+    "CRACK500_HOMEPAGE",
+    "DownloadError",
+    "DownloadInfo",
+    "download",
+    "google_drive_url",
+    "normalise_url",
+    "part_path",
+    "resolve_google_drive",
+    "sha256_file",
+]
+
+USER_AGENT = "crackkit-downloader/0.1 (+python-urllib)"
+_HTML_PAGE_LIMIT = 2 << 20
+_MAX_CONFIRMATIONS = 3
+
+
+class DownloadError(RuntimeError):
+    """A download failed, was interrupted for good, or produced the wrong file."""
+
+
+@dataclass(frozen=True)
+class DownloadInfo:
+    """Where a data-set archive comes from.
+
+    Attributes:
+        name: short data-set name, e.g. ``"crack500"``.
+        url: direct download URL (or a Google Drive link, see :func:`normalise_url`).
+        filename: name of the archive once it lands in ``data/raw``.
+        sha256: expected hex digest, or ``None`` while nobody has pinned it.
+    """
+
+    name: str
+    url: str
+    filename: str
+    sha256: str | None = None
+
+
+# The authors (github.com/fyangneil/pavement-crack-detection, README "Google Drive" link) share
+# CRACK500 from a Google Drive *folder* that also holds other data sets and results. A folder cannot
+# be fetched over plain HTTP, and the id of the CRACK500 file inside it is not recorded here, so the
+# default URL is that folder and download() stops with instructions (download by hand, then
+# --archive; or copy the file's own share link and pass --url). Once someone knows the file id,
+# set CRACK500_DRIVE_FILE_ID and pin the SHA-256 printed by the first successful download.
+CRACK500_HOMEPAGE = "https://github.com/fyangneil/pavement-crack-detection"
+CRACK500_DRIVE_FOLDER = "https://drive.google.com/drive/folders/1y9SxmmFVh0xdQR-wdchUmnScuWMJ5_O-"
+CRACK500_DRIVE_FILE_ID: str | None = None
+CRACK500_SHA256: str | None = None
+
+
+def google_drive_url(file_id: str) -> str:
+    """Direct-download URL of a Google Drive file (the form Drive accepts today)."""
+    if not re.fullmatch(r"[\w-]{10,}", file_id):
+        raise ValueError(f"not a Google Drive file id: {file_id!r}")
+    query = urllib.parse.urlencode({"id": file_id, "export": "download", "confirm": "t"})
+    return f"https://drive.usercontent.google.com/download?{query}"
+
+
+CRACK500_URL = (
+    google_drive_url(CRACK500_DRIVE_FILE_ID) if CRACK500_DRIVE_FILE_ID else CRACK500_DRIVE_FOLDER
+)
+CRACK500 = DownloadInfo(
+    name="crack500",
+    url=CRACK500_URL,
+    filename="CRACK500.zip",
+    sha256=CRACK500_SHA256,
+)
+
+_DRIVE_HOSTS = ("drive.google.com", "docs.google.com", "drive.usercontent.google.com")
+
+
+def _drive_file_id(url: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname not in _DRIVE_HOSTS:
+        return None
+    match = re.search(r"/file/d/([\w-]+)", parts.path)
+    if match:
+        return match.group(1)
+    if parts.path in ("/uc", "/open", "/download"):
+        ids = urllib.parse.parse_qs(parts.query).get("id")
+        return ids[0] if ids else None
+    return None
+
+
+def _is_drive_folder(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname in _DRIVE_HOSTS and "/folders/" in parts.path
+
+
+def normalise_url(url: str) -> str:
+    """Turn a Google Drive share link (``/file/d/ID/view``, ``open?id=ID``) into a download URL.
+
+    Other URLs are returned unchanged. A Drive *folder* link is refused with a DownloadError, since
+    a folder cannot be downloaded as one file.
+    """
+    if _is_drive_folder(url):
+        raise DownloadError(
+            f"{url} is a Google Drive folder, which cannot be downloaded as one file. Open it in a "
+            "browser, download the archive by hand and pass --archive PATH, or copy the archive "
+            "file's own share link and pass it with --url."
+        )
+    file_id = _drive_file_id(url)
+    if file_id and urllib.parse.urlsplit(url).hostname != "drive.usercontent.google.com":
+        return google_drive_url(file_id)
+    return url
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def part_path(dest: Path) -> Path:
+    """The ``.part`` file an unfinished download of ``dest`` is written to."""
+    dest = Path(dest)
+    return dest.with_name(dest.name + ".part")
+
+
+def _check_sha(sha256: str | None) -> str | None:
+    if sha256 is None:
+        return None
+    value = sha256.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError(f"--sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    return value
+
+
+class _PageParser(HTMLParser):
+    """Collects a page's title, its Drive download form and any ``confirm=`` download link."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.title = ""
+        self.form_action: str | None = None
+        self.form_fields: dict[str, str] = {}
+        self.confirm_link: str | None = None
+        self._in_form = False
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {key: value or "" for key, value in attrs}
+        if tag == "title":
+            self._in_title = True
+        elif tag == "form" and attr.get("id") == "download-form":
+            self._in_form = True
+            self.form_action = attr.get("action", "")
+        elif tag == "input" and self._in_form and attr.get("name"):
+            self.form_fields[attr["name"]] = attr.get("value", "")
+        elif tag == "a" and "confirm=" in attr.get("href", ""):
+            href = attr["href"]
+            if self.confirm_link is None and "export=download" in href:
+                self.confirm_link = href
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+def _confirmation_url(page: bytes, base_url: str, cookies: list[str]) -> str | None:
+    """URL that confirms a Google Drive large-file warning page, or None if the page has none."""
+    parser = _PageParser()
+    parser.feed(page.decode("utf-8", errors="replace"))
+    if parser.form_action is not None and parser.form_fields.get("id"):
+        action = urllib.parse.urljoin(base_url, parser.form_action or base_url)
+        action = action.split("?", 1)[0]
+        return f"{action}?{urllib.parse.urlencode(parser.form_fields)}"
+    if parser.confirm_link:
+        return urllib.parse.urljoin(base_url, parser.confirm_link)
+    for cookie in cookies:
+        name, _, rest = cookie.partition("=")
+        if name.strip().startswith("download_warning"):
+            token = rest.split(";", 1)[0]
+            parts = urllib.parse.urlsplit(base_url)
+            query = dict(urllib.parse.parse_qsl(parts.query))
+            query["confirm"] = token
+            return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    return None
+
+
+def _page_title(page: bytes) -> str:
+    parser = _PageParser()
+    parser.feed(page.decode("utf-8", errors="replace"))
+    return " ".join(parser.title.split())
+
+
+def _looks_like_html(head: bytes) -> bool:
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<!--"))
+
+
+def _is_html_response(response: http.client.HTTPResponse, head: bytes) -> bool:
+    content_type = response.headers.get("Content-Type", "").lower()
+    return content_type.startswith(("text/html", "application/xhtml")) or _looks_like_html(head)
+
+
+def _html_error(url: str, page: bytes) -> DownloadError:
+    title = _page_title(page)
+    titled = f' (page title: "{title}")' if title else ""
+    return DownloadError(
+        f"{url} returned a web page instead of the archive{titled}. Hosts do this for a "
+        "confirmation or warning page (Google Drive's \"can't scan this file for viruses\" page, a "
+        "download-quota notice) or a login page. Download the file by hand in a browser and pass "
+        "--archive PATH, or pass a direct link with --url."
+    )
+
+
+def _default_opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+
+
+def _open(opener: urllib.request.OpenerDirector, url: str, offset: int, timeout: float):
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _read_page(response, head: bytes) -> bytes:
+    return head + response.read(max(0, _HTML_PAGE_LIMIT - len(head)))
+
+
+def resolve_google_drive(
+    url: str,
+    opener: urllib.request.OpenerDirector | None = None,
+    *,
+    timeout: float = 60,
+) -> str:
+    """URL that serves the file itself, after following Drive's large-file confirmation pages.
+
+    Opens ``url``; while the answer is an HTML page holding Drive's download form (or the legacy
+    ``confirm=`` link or ``download_warning`` cookie), follows it. The trigger is the page content,
+    not the host, so mirrors and test servers behave alike.
+
+    Raises:
+        DownloadError: the final answer is a web page without such a form, or an HTTP error.
+    """
+    opener = opener or _default_opener()
+    url = normalise_url(url)
+    for _ in range(_MAX_CONFIRMATIONS + 1):
+        try:
+            response = _open(opener, url, 0, timeout)
+        except urllib.error.HTTPError as err:
+            err.close()
+            raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from err
+        except (urllib.error.URLError, OSError) as err:
+            raise DownloadError(f"could not reach {url}: {getattr(err, 'reason', err)}") from err
+        with response:
+            head = response.read(4096)
+            if not _is_html_response(response, head):
+                return url
+            page = _read_page(response, head)
+            cookies = response.headers.get_all("Set-Cookie") or []
+        follow = _confirmation_url(page, response.geturl(), cookies)
+        if follow is None or follow == url:
+            raise _html_error(url, page)
+        url = follow
+    raise DownloadError(f"{url}: too many confirmation pages; download by hand and pass --archive")
+
+
+def _content_range_start(response) -> int | None:
+    match = re.match(r"\s*bytes\s+(\d+)-", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _content_length(response) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _finish(part: Path, dest: Path, expected: str | None) -> Path:
+    actual = sha256_file(part)
+    if expected is not None and actual != expected:
+        part.unlink()
+        raise DownloadError(
+            f"checksum mismatch for {dest.name}: expected SHA-256 {expected}, got {actual}. The "
+            f"partial file {part} was removed. Retry the download; if you use a different mirror "
+            "whose file is known to differ, pass its hash with --sha256; or download the file by "
+            "hand and pass --archive PATH."
+        )
+    if expected is None:
+        print(
+            f"SHA-256 of {dest.name}: {actual} (no checksum was given, so nothing was verified; "
+            f"pin this value with --sha256 {actual})",
+            file=sys.stderr,
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+    chunk_size: int = 1 << 20,
+    timeout: float = 60,
+    retries: int = 3,
+    opener: urllib.request.OpenerDirector | None = None,
+) -> Path:
+    """Download ``url`` to ``dest``, resuming a previous ``dest.part`` and checking the SHA-256.
+
+    Args:
+        url: file URL; Google Drive share links are turned into download links and the
+            large-file confirmation page is followed (see :func:`resolve_google_drive`).
+        dest: final path. If it exists and matches ``sha256`` (or no hash is given), nothing is
+            downloaded.
+        sha256: expected hex digest; when ``None`` the computed digest is printed so it can be
+            pinned.
+        progress: show a tqdm progress bar.
+        chunk_size: bytes read per step.
+        timeout: socket timeout in seconds.
+        retries: how many times an interrupted transfer is resumed automatically before giving up
+            (the ``.part`` file is kept, so running again resumes too).
+        opener: ``urllib`` opener to use (default: one with a cookie jar).
+
+    Returns:
+        ``dest`` as a Path.
+
+    Raises:
+        DownloadError: HTTP error, a web page instead of the file, a checksum mismatch, or an
+            interruption that outlasted ``retries``.
+    """
+    dest = Path(dest)
+    expected = _check_sha(sha256)
+    if dest.exists():
+        if expected is None:
+            return dest
+        actual = sha256_file(dest)
+        if actual == expected:
+            return dest
+        raise DownloadError(
+            f"{dest} already exists but its SHA-256 is {actual}, not {expected}. Files in the raw "
+            "folder are never overwritten: delete it to download again, or pass the right --sha256."
+        )
+    url = normalise_url(url)
+    opener = opener or _default_opener()
+    part = part_path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    interruptions = 0
+    confirmations = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        try:
+            response = _open(opener, url, offset, timeout)
+        except urllib.error.HTTPError as err:
+            err.close()
+            if err.code == 416 and offset:
+                # Nothing left after ``offset``: the part is probably complete.
+                if expected is None or sha256_file(part) == expected:
+                    return _finish(part, dest, expected)
+                part.unlink()
+                continue
+            raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from err
+        except (urllib.error.URLError, OSError) as err:
+            kept = f" (the partial file {part} is kept; run again to resume)" if offset else ""
+            reason = getattr(err, "reason", err)
+            raise DownloadError(f"could not reach {url}: {reason}{kept}") from err
+
+        with response:
+            status = response.status
+            head = response.read(min(chunk_size, 4096))
+            if status != 206 and _is_html_response(response, head):
+                page = _read_page(response, head)
+                cookies = response.headers.get_all("Set-Cookie") or []
+                follow = _confirmation_url(page, response.geturl(), cookies)
+                if follow is None or follow == url or confirmations >= _MAX_CONFIRMATIONS:
+                    raise _html_error(url, page)
+                confirmations += 1
+                url = follow
+                continue
+            if status == 206 and _content_range_start(response) not in (None, offset):
+                # The server resumed from somewhere else: start over rather than guess.
+                part.unlink()
+                continue
+            if status != 206:
+                offset = 0
+            length = _content_length(response)
+            total = offset + length if length is not None else None
+            received = 0
+            broken = False
+            bar = tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.name,
+                disable=not progress,
+                leave=False,
+            )
+            with bar, open(part, "ab" if offset else "wb") as out:
+                block = head
+                try:
+                    while block:
+                        out.write(block)
+                        received += len(block)
+                        bar.update(len(block))
+                        block = response.read(chunk_size)
+                except (http.client.HTTPException, OSError):
+                    broken = True
+        if not broken and (length is None or received >= length):
+            return _finish(part, dest, expected)
+        interruptions += 1
+        if interruptions > retries:
+            raise DownloadError(
+                f"download of {url} was interrupted after {offset + received} of {total} bytes "
+                f"({interruptions} interruption(s)). The partial file {part} is kept: run the same "
+                "command again to resume."
+            )

@@ -1,0 +1,432 @@
+"""The on-disk layout of a crack data set, and strict readers and writers for it.
+
+Layout::
+
+    ROOT/
+        dataset.json              optional metadata: name, source, generator parameters, counts
+        train/images/<stem>.<ext>
+        train/masks/<stem>.<ext>
+        val/...                   optional: when absent, the caller splits validation from train
+        test/...
+
+Rules:
+
+* Images and masks use one of :data:`IMAGE_EXTENSIONS` (any letter case). Hidden files and the
+  usual operating-system clutter (``Thumbs.db``, ``desktop.ini``) are ignored; any other file is
+  an error, so that a typo never silently drops a sample.
+* A mask has the stem of its image and any accepted extension. Each image has at most one mask and
+  each mask an image; stems are unique within a folder.
+* Masks are binary: 0 for background, 255 for crack (we write 8-bit PNG). :func:`read_mask` takes
+  any value above 127 as crack and tolerates the grey fringe that JPEG compression adds, up to
+  :data:`MASK_NOISE_TOLERANCE` of the pixels in the ambiguous band :data:`MASK_AMBIGUOUS_BAND`.
+  A mask holding only the values 0 and 1 in a lossless file is refused rather than read as empty.
+* A crack-free (negative) image has an all-zero mask, or, only when the caller passes
+  ``negatives_without_mask=True``, no mask file at all.
+* Pixels are read as stored: the EXIF orientation tag is ignored, because masks are drawn on the
+  stored pixel grid. Truncated or corrupt files raise :class:`DatasetError`; this module relies on
+  Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` and never changes it.
+
+Every problem with the input raises :class:`DatasetError`, whose message names the offending file
+or folder and says what would be accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+__all__ = [
+    "DatasetError",
+    "IMAGE_EXTENSIONS",
+    "MASK_AMBIGUOUS_BAND",
+    "MASK_NOISE_TOLERANCE",
+    "SPLITS",
+    "Sample",
+    "mask_noise_fraction",
+    "read_image",
+    "read_mask",
+    "scan_split",
+    "split_counts",
+    "write_sample",
+]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+MASK_AMBIGUOUS_BAND: tuple[int, int] = (32, 223)
+"""Inclusive range of 8-bit mask values that are neither clearly background nor clearly crack."""
+
+MASK_NOISE_TOLERANCE: float = 0.05
+"""Largest fraction of mask pixels allowed in :data:`MASK_AMBIGUOUS_BAND`.
+
+JPEG compression of a 0/255 mask blurs a one- or two-pixel fringe along every edge; on thin cracks
+that fringe stays well below 5 % of the image. A soft or grey-level mask (a probability map, a
+gradient, an image saved by mistake) has far more ambiguous pixels and is refused.
+"""
+
+_PROGRESS_MIN_FILES = 200
+_IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class DatasetError(ValueError):
+    """The data set on disk breaks the layout or holds an unreadable or invalid file."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a split and its mask.
+
+    Attributes:
+        image: path of the image file.
+        mask: path of the mask file, or None for a negative stored without a mask.
+        positive: whether the mask marks any crack pixel; filled by ``scan_split(check=True)``,
+            False for a sample without mask, None when not checked.
+    """
+
+    image: Path
+    mask: Path | None
+    positive: bool | None = None
+
+    @property
+    def stem(self) -> str:
+        return self.image.stem
+
+
+def _accepted() -> str:
+    return ", ".join(IMAGE_EXTENSIONS)
+
+
+def _list_files(folder: Path) -> dict[str, Path]:
+    """Map stem -> file for the image files in ``folder``, refusing clutter and duplicate stems."""
+    by_stem: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name.startswith(".") or name.lower() in _IGNORED_NAMES:
+            continue
+        if path.is_dir():
+            raise DatasetError(f"{path}: unexpected folder inside {folder}; expected only files")
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DatasetError(
+                f"{path}: unsupported file extension {path.suffix!r}; accepted: {_accepted()}"
+            )
+        if path.stem in by_stem:
+            raise DatasetError(
+                f"{path} and {by_stem[path.stem]} share the stem {path.stem!r} in {folder}; "
+                "keep exactly one file per stem"
+            )
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise DatasetError(
+            f"{path}: not a readable image; accepted formats: {_accepted()}"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise DatasetError(f"{path}: cannot open image ({exc})") from exc
+
+
+def _decode(path: Path) -> Image.Image:
+    img = _open(path)
+    try:
+        img.load()
+    except _DECODE_ERRORS as exc:
+        img.close()
+        raise DatasetError(f"{path}: corrupt or truncated image ({exc})") from exc
+    return img
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """Return ``(height, width)`` of an image from its header, without decoding the pixels."""
+    path = Path(path)
+    with _open(path) as img:
+        width, height = img.size
+    return height, width
+
+
+def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Read an image as stored, without applying its EXIF orientation.
+
+    Args:
+        path: image file.
+        channels: 3 for RGB, 1 for grayscale.
+
+    Returns:
+        ``(H, W, channels)`` uint8 array.
+
+    Raises:
+        DatasetError: the file is missing, not an image, corrupt or truncated.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    path = Path(path)
+    img = _decode(path)
+    with img:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            img = _to_8bit(img)
+        arr = np.asarray(img.convert("RGB" if channels == 3 else "L"))
+    return arr if channels == 3 else arr[:, :, None]
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Scale a 16-bit, 32-bit or float single-channel image to 8 bits by its value range."""
+    arr = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+    if img.mode == "F" and arr.max() <= 1.0:
+        top = 1.0
+    scaled = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def mask_noise_fraction(arr: np.ndarray) -> float:
+    """Fraction of values in :data:`MASK_AMBIGUOUS_BAND`.
+
+    Args:
+        arr: ``(H, W)`` uint8 mask values.
+    """
+    lo, hi = MASK_AMBIGUOUS_BAND
+    if arr.size == 0:
+        return 0.0
+    return float(np.count_nonzero((arr >= lo) & (arr <= hi))) / arr.size
+
+
+def _mask_values(path: Path) -> np.ndarray:
+    """Decode a mask to ``(H, W)`` uint8; colour masks take the maximum over the channels."""
+    img = _decode(path)
+    with img:
+        if img.mode in ("1", "L"):
+            return np.asarray(img.convert("L"))
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            return np.asarray(_to_8bit(img))
+        if img.mode == "LA":
+            return np.asarray(img.getchannel("L"))
+        return np.asarray(img.convert("RGB")).max(axis=2)
+
+
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a binary crack mask.
+
+    Args:
+        path: mask file (0 background, 255 crack; JPEG fringes tolerated).
+        shape: expected ``(H, W)``; a mask of another size is refused.
+
+    Returns:
+        ``(H, W)`` bool array, True where the value is above 127.
+
+    Raises:
+        DatasetError: unreadable file, wrong size, or a mask that is not binary beyond JPEG noise.
+    """
+    path = Path(path)
+    values = _mask_values(path)
+    if shape is not None and tuple(values.shape) != tuple(shape):
+        raise DatasetError(
+            f"{path}: mask is {values.shape[0]}x{values.shape[1]} (HxW), expected "
+            f"{shape[0]}x{shape[1]}"
+        )
+    fraction = mask_noise_fraction(values)
+    if fraction > MASK_NOISE_TOLERANCE:
+        lo, hi = MASK_AMBIGUOUS_BAND
+        raise DatasetError(
+            f"{path}: mask is not binary: {fraction:.1%} of its pixels lie between {lo} and {hi} "
+            f"(at most {MASK_NOISE_TOLERANCE:.0%} accepted); expected 0 for background and 255 "
+            "for crack"
+        )
+    top = int(values.max()) if values.size else 0
+    if top == 1 and path.suffix.lower() not in (".jpg", ".jpeg"):
+        raise DatasetError(
+            f"{path}: mask holds only the values 0 and 1; expected 0 for background and 255 for "
+            "crack (multiply it by 255)"
+        )
+    return values > 127
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data set folder does not exist")
+    split_dir = root / split
+    if not split_dir.is_dir():
+        present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise DatasetError(
+            f"{split_dir}: split folder {split!r} not found; folders present in {root}: "
+            f"{present or 'none'}; expected {'/'.join(SPLITS)} with images/ and masks/ inside"
+        )
+    return split_dir
+
+
+def scan_split(
+    root: str | Path,
+    split: str,
+    *,
+    negatives_without_mask: bool = False,
+    check: bool = True,
+) -> list[Sample]:
+    """List the samples of one split, pairing images and masks by stem.
+
+    Args:
+        root: data set folder holding ``train/``, ``val/``, ``test/``.
+        split: name of the split folder.
+        negatives_without_mask: accept images that have no mask file as negatives.
+        check: read every image header and mask, check sizes and binarity, fill ``positive``.
+
+    Returns:
+        Samples sorted by stem.
+
+    Raises:
+        DatasetError: see the module docstring for the rules.
+    """
+    root = Path(root)
+    split_dir = _split_dir(root, split)
+    images_dir, masks_dir = split_dir / "images", split_dir / "masks"
+    if not images_dir.is_dir():
+        raise DatasetError(f"{images_dir}: folder not found; each split needs images/ and masks/")
+    images = _list_files(images_dir)
+    if not images:
+        raise DatasetError(f"{images_dir}: split {split!r} holds no images ({_accepted()})")
+    if masks_dir.is_dir():
+        masks = _list_files(masks_dir)
+    elif negatives_without_mask:
+        masks = {}
+    else:
+        raise DatasetError(
+            f"{masks_dir}: folder not found; each split needs images/ and masks/ (or pass "
+            "negatives_without_mask=True when every image of the split is crack-free)"
+        )
+    orphans = sorted(set(masks) - set(images))
+    if orphans:
+        raise DatasetError(
+            f"{masks[orphans[0]]}: mask without an image of stem {orphans[0]!r} in {images_dir}"
+            + (f" (and {len(orphans) - 1} more)" if len(orphans) > 1 else "")
+        )
+    missing = sorted(set(images) - set(masks))
+    if missing and not negatives_without_mask:
+        raise DatasetError(
+            f"{images[missing[0]]}: image without a mask in {masks_dir}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + "; give crack-free images an all-zero mask, or pass negatives_without_mask=True"
+        )
+    samples = [
+        Sample(images[stem], masks.get(stem), None if stem in masks else False)
+        for stem in sorted(images)
+    ]
+    if check:
+        samples = [
+            _checked(s)
+            for s in tqdm(
+                samples,
+                desc=f"checking {split}",
+                unit="img",
+                disable=len(samples) + len(masks) <= _PROGRESS_MIN_FILES,
+            )
+        ]
+    return samples
+
+
+def _checked(sample: Sample) -> Sample:
+    height, width = image_size(sample.image)
+    if sample.mask is None:
+        return replace(sample, positive=False)
+    mask = read_mask(sample.mask)
+    if mask.shape != (height, width):
+        raise DatasetError(
+            f"{sample.mask}: mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image "
+            f"{sample.image} is {height}x{width}; a mask must match its image pixel for pixel"
+        )
+    return replace(sample, positive=bool(mask.any()))
+
+
+def split_counts(
+    root: str | Path,
+    splits: Sequence[str] = SPLITS,
+    negatives_without_mask: bool = False,
+) -> dict[str, dict[str, int]]:
+    """Count positives and negatives in each existing split (reads every mask).
+
+    Returns:
+        ``{split: {"positives": int, "negatives": int, "sum": int}}`` for the splits present.
+    """
+    root = Path(root)
+    counts: dict[str, dict[str, int]] = {}
+    for split in splits:
+        if not (root / split).is_dir():
+            continue
+        samples = scan_split(root, split, negatives_without_mask=negatives_without_mask)
+        positives = sum(bool(s.positive) for s in samples)
+        counts[split] = {
+            "positives": positives,
+            "negatives": len(samples) - positives,
+            "sum": len(samples),
+        }
+    return counts
+
+
+def write_sample(
+    root: str | Path,
+    split: str,
+    stem: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    image_ext: str = ".jpg",
+) -> tuple[Path, Path]:
+    """Write one image and its mask into the layout, creating folders as needed.
+
+    Args:
+        root: data set folder.
+        split: split name, e.g. ``"train"``.
+        stem: file stem shared by image and mask.
+        image: ``(H, W, 3)`` or ``(H, W)`` uint8.
+        mask: ``(H, W)`` bool, True on crack pixels; written as a 0/255 PNG.
+        image_ext: ``".jpg"`` (quality 95) or ``".png"``.
+
+    Returns:
+        Paths of the image and the mask written.
+    """
+    ext = image_ext.lower()
+    if ext not in (".jpg", ".jpeg", ".png"):
+        raise ValueError(f"image_ext must be '.jpg', '.jpeg' or '.png', got {image_ext!r}")
+    if not stem or Path(stem).name != stem or stem.startswith("."):
+        raise ValueError(f"stem must be a plain file stem, got {stem!r}")
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+        image.ndim == 3 and image.shape[2] != 3
+    ):
+        raise ValueError(f"image must be uint8 (H, W, 3) or (H, W), got {image.dtype} {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape[:2]}")
+    root = Path(root)
+    images_dir, masks_dir = root / split / "images", root / split / "masks"
+    image_path, mask_path = images_dir / f"{stem}{ext}", masks_dir / f"{stem}.png"
+    _refuse_other_extensions(image_path)
+    _refuse_other_extensions(mask_path)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    pil = Image.fromarray(image)
+    if ext == ".png":
+        pil.save(image_path, format="PNG", compress_level=1)
+    else:
+        pil.save(image_path, format="JPEG", quality=95)
+    Image.fromarray(np.where(mask.astype(bool), 255, 0).astype(np.uint8)).save(
+        mask_path, format="PNG", compress_level=1
+    )
+    return image_path, mask_path
+
+
+def _refuse_other_extensions(path: Path) -> None:
+    others: Iterable[Path] = (path.with_suffix(ext) for ext in IMAGE_EXTENSIONS)
+    for other in others:
+        if other != path and other.exists():
+            raise DatasetError(
+                f"{other}: already holds stem {path.stem!r}; writing {path.name} would give the "
+                "stem two files"
+            )

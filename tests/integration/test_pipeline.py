@@ -1,0 +1,148 @@
+"""The batch driver runs the four notebooks into one complete run folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from crackkit.cli import main
+from crackkit.config import SEED_REPORT_ROWS
+
+SEED_SECTIONS = [
+    "## Dataset",
+    "## Run parameters",
+    "### Decision",
+    "pixel distance",
+    "### Dice and IoU",
+    "## Losses",
+    "## Scores",
+    "## Gallery",
+    "## Environment",
+    "### Output",
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One tiny pipeline run, shared by the tests of this module."""
+    base = tmp_path_factory.mktemp("pipeline")
+    mp = pytest.MonkeyPatch()
+    import crackkit.paths as paths
+
+    for name, value in {
+        "DATA_DIR": base / "data",
+        "RAW_DIR": base / "data" / "raw",
+        "PROCESSED_DIR": base / "data" / "processed",
+        "RUNS_DIR": base / "runs",
+    }.items():
+        mp.setattr(paths, name, value)
+    mp.setenv("CRACKKIT_DATA_DIR", str(base / "data"))
+    mp.setenv("CRACKKIT_RUNS_DIR", str(base / "runs"))
+    run_dir = base / "runs" / "tiny"
+    code = main(
+        ["run", "--preset", "tiny", "--run-dir", str(run_dir), "-p", "epochs", "2", "--quiet"]
+    )
+    yield code, run_dir
+    mp.undo()
+
+
+def test_driver_succeeds(finished_run, capsys):
+    """crackkit run exits 0."""
+    code, _ = finished_run
+    assert code == 0
+
+
+def test_run_folder_is_complete(finished_run):
+    """Config, environment, metrics, history, log, checkpoints, plots, notebooks and report."""
+    _, run = finished_run
+    for rel in [
+        "config.json",
+        "environment.json",
+        "dataset.json",
+        "metrics.json",
+        "history.csv",
+        "run.log",
+        "REPORT.md",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "plots/loss.png",
+        "plots/loss_dec.png",
+        "plots/loss_seg.png",
+        "plots/loss_val.png",
+        "plots/scores.png",
+        "plots/gallery.png",
+        "predictions/test_scores.csv",
+    ]:
+        assert (run / rel).is_file(), rel
+    for stem in ["01_prepare", "02_train", "03_evaluate", "04_report"]:
+        assert (run / "notebooks" / f"{stem}.ipynb").is_file()
+        assert (run / "notebooks" / f"{stem}.html").stat().st_size > 1000
+
+
+def test_metrics_json_has_the_seed_tables(finished_run):
+    """metrics.json holds decision, 2-pixel, Dice and IoU entries with their fields."""
+    _, run = finished_run
+    m = json.loads((run / "metrics.json").read_text())
+    assert {
+        "precision",
+        "recall",
+        "f1",
+        "accuracy",
+        "threshold",
+        "tp",
+        "fp",
+        "fn",
+        "tn",
+        "ap",
+        "auc",
+    } <= set(m["decision"])
+    assert {"precision", "recall", "f1", "threshold"} <= set(m["pixel_2px"])
+    assert {"value", "threshold"} <= set(m["dice"]) and {"value", "threshold"} <= set(m["iou"])
+    d = m["decision"]
+    assert d["tp"] + d["fp"] + d["fn"] + d["tn"] == m["n_images"] == 6
+
+
+def test_history_has_one_row_per_epoch(finished_run):
+    """history.csv has a row per epoch with losses and validation scores."""
+    _, run = finished_run
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(r["loss_seg"] and r["loss_dec"] and r["val_f1_2px"] for r in rows)
+
+
+def test_report_mirrors_the_seed(finished_run):
+    """REPORT.md has the seed's sections and every row of its run-parameter table."""
+    _, run = finished_run
+    text = (run / "REPORT.md").read_text()
+    for section in SEED_SECTIONS:
+        assert section in text, section
+    for label, _ in SEED_REPORT_ROWS:
+        assert f"| {label} |" in text, label
+    assert "Epoch 2/2 ==>" in text
+
+
+def test_executed_notebooks_record_parameters(finished_run):
+    """The executed train notebook records the injected parameters (papermill metadata)."""
+    _, run = finished_run
+    nb = json.loads((run / "notebooks" / "02_train.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["parameters"]["epochs"] == 2
+
+
+def test_finished_run_is_not_overwritten(finished_run, capsys):
+    """A second run into the same folder is refused and leaves the report untouched."""
+    _, run = finished_run
+    before = (run / "REPORT.md").read_bytes()
+    code = main(["run", "--preset", "tiny", "--run-dir", str(run), "--quiet"])
+    assert code == 1
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert (run / "REPORT.md").read_bytes() == before
+
+
+def test_bad_parameter_exits_2(tmp_path, capsys):
+    """An unknown -p name stops the driver before anything runs."""
+    code = main(["run", "--preset", "tiny", "--run-dir", str(tmp_path / "r"), "-p", "lrr", "1"])
+    assert code == 2
+    assert "unknown parameter 'lrr'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,131 @@
+"""RunConfig: names, coercion, validation messages, presets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from crackkit.config import PRESETS, SEED_REPORT_ROWS, ConfigError, RunConfig, make_config
+
+SEED_NAMES = [
+    "input_channels",
+    "input_height",
+    "input_width",
+    "batch_size",
+    "epochs",
+    "lr",
+    "delta_cls_loss",
+    "dilate",
+    "dyn_balanced_loss",
+    "gradient_adjustment",
+    "frequency_sampling",
+    "weighted_seg_loss",
+    "use_best_model",
+    "best_model_type",
+    "validate",
+    "validate_on_test",
+    "augmentation",
+    "optimizer",
+    "use_negatives",
+    "architecture",
+    "dataset",
+    "seed",
+]
+
+
+def test_seed_report_names_are_fields():
+    """Every run parameter the seed report names is a RunConfig field."""
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    assert set(SEED_NAMES) <= names
+    assert {f for _, f in SEED_REPORT_ROWS} <= names
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("lr", "0.01", 0.01),
+        ("epochs", "3", 3),
+        ("augmentation", "False", False),
+        ("augmentation", "true", True),
+        ("optimizer", "sgd", "sgd"),
+        ("delta_cls_loss", 1, 1.0),
+    ],
+)
+def test_strings_are_coerced(name, text, expected):
+    """Command-line strings become the field's type."""
+    value = getattr(make_config({name: text}), name)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"learning_rate": 0.1}, "unknown parameter 'learning_rate'.*valid parameters: .*lr"),
+        ({"lr": 0}, "'lr' got 0.0; it must be > 0"),
+        ({"lr": -1e-3}, "'lr'"),
+        ({"epochs": 0}, "'epochs' got 0; it must be >= 1"),
+        ({"delta_cls_loss": -0.5}, "'delta_cls_loss'"),
+        ({"optimizer": "rmsprop"}, "'optimizer' got 'rmsprop'; allowed values: 'adam', 'sgd'"),
+        ({"architecture": "unet"}, "allowed values: 'segdecnet', 'segdecnet\\+\\+'"),
+        ({"best_model_type": "x"}, "'dec', 'seg', 'both'"),
+        ({"epochs": "many"}, "'epochs' must be of type int, got 'many'"),
+        ({"augmentation": "maybe"}, "'augmentation' must be of type bool"),
+        ({"epochs": 2.5}, "'epochs' must be of type int"),
+        (
+            {"validate": False, "validate_on_test": True},
+            "validate_on_test=True needs validate=True",
+        ),
+    ],
+)
+def test_bad_values_name_the_parameter(params, match):
+    """A bad name or value is refused with a message naming it and what is allowed."""
+    with pytest.raises(ConfigError, match=match):
+        make_config(params)
+
+
+def test_unknown_preset_lists_presets():
+    """An unknown preset lists the available ones."""
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; available presets: synthetic"):
+        make_config(preset="nope")
+
+
+def test_crack500_preset_is_the_seed_table():
+    """The crack500 preset carries exactly the seed report's run parameters."""
+    cfg = make_config(preset="crack500")
+    seed = {
+        "input_channels": 3,
+        "input_height": 360,
+        "input_width": 640,
+        "batch_size": 1,
+        "epochs": 100,
+        "lr": 0.001,
+        "delta_cls_loss": 0.01,
+        "dilate": 1,
+        "dyn_balanced_loss": True,
+        "gradient_adjustment": True,
+        "frequency_sampling": False,
+        "weighted_seg_loss": False,
+        "use_best_model": True,
+        "best_model_type": "seg",
+        "validate": True,
+        "validate_on_test": False,
+        "augmentation": True,
+        "optimizer": "adam",
+        "use_negatives": True,
+        "dataset": "crack500",
+    }
+    assert {k: getattr(cfg, k) for k in seed} == seed
+
+
+def test_presets_are_valid_and_overridable():
+    """Every preset builds, and explicit parameters win over the preset."""
+    for name in PRESETS:
+        make_config(preset=name)
+    assert make_config({"epochs": 7}, preset="crack500").epochs == 7
+
+
+def test_replace_revalidates():
+    """replace() goes through validation too."""
+    with pytest.raises(ConfigError):
+        RunConfig().replace(lr=-1.0)

@@ -1,0 +1,136 @@
+"""Tests for crackkit.model: shapes, input checks, parameter count and gradient-flow adjustment."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from crackkit.losses import decision_loss
+from crackkit.model import ARCHITECTURES, build_model
+
+OUTPUT_STRIDE = {"segdecnet": 8, "segdecnet++": 1}
+
+
+# (in channels, out channels, kernel) of every convolution; each is followed by a feature norm.
+def _segdecnet_convolutions(in_channels: int) -> list[tuple[int, int, int]]:
+    return [
+        (in_channels, 32, 5),  # stage 1
+        (32, 64, 5),  # stage 2
+        (64, 64, 5),
+        (64, 64, 5),
+        (64, 64, 5),  # stage 3
+        (64, 64, 5),
+        (64, 64, 5),
+        (64, 64, 5),
+        (64, 1024, 15),  # stage 4: the 1024-channel volume at 1/8
+        (1024, 1, 1),  # segmentation output
+        (1024 + 1, 8, 5),  # decision head over volume + segmentation map
+        (8, 16, 5),
+        (16, 32, 5),
+    ]
+
+
+def _published_segdecnet_parameters(in_channels: int) -> int:
+    """SegDecNet's parameter count from the architecture description of Božič et al. (2021)."""
+    convolutions = _segdecnet_convolutions(in_channels)
+    conv_weights = sum(cin * cout * k * k for cin, cout, k in convolutions)  # no conv biases
+    norm_scale_and_bias = sum(2 * cout for _, cout, _ in convolutions)
+    fc_inputs = 32 + 32 + 1 + 1  # max and mean of 32 features, max and mean of the seg map
+    return conv_weights + norm_scale_and_bias + fc_inputs + 1
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_output_shapes(architecture: str, in_channels: int) -> None:
+    """Decision is (N, 1); segmentation is at 1/8 for segdecnet and full size for segdecnet++."""
+    torch.manual_seed(0)
+    model = build_model(architecture, in_channels, 32, 48).eval()
+    with torch.no_grad():
+        dec, seg = model(torch.rand(2, in_channels, 32, 48))
+    stride = OUTPUT_STRIDE[architecture]
+    assert dec.shape == (2, 1)
+    assert seg.shape == (2, 1, 32 // stride, 48 // stride)
+    assert model.output_stride == stride
+
+
+def test_unknown_architecture_lists_valid_names() -> None:
+    """An unknown architecture name is refused with the list of valid ones."""
+    with pytest.raises(ValueError, match="unknown architecture") as excinfo:
+        build_model("unet", 3, 32, 48)
+    assert all(name in str(excinfo.value) for name in ARCHITECTURES)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "name"),
+    [
+        (36, 48, "input_height"),
+        (32, 44, "input_width"),
+        (4, 48, "input_height"),
+        (0, 48, "input_height"),
+    ],
+)
+def test_bad_input_size_names_the_parameter(height: int, width: int, name: str) -> None:
+    """A side that is not a positive multiple of 8 is refused, naming the config field."""
+    with pytest.raises(ValueError, match=name):
+        build_model("segdecnet", 3, height, width)
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_segdecnet_parameter_count_matches_published_architecture(in_channels: int) -> None:
+    """segdecnet has exactly the parameters of the published layer list."""
+    model = build_model("segdecnet", in_channels, 32, 48)
+    assert _count(model) == _published_segdecnet_parameters(in_channels)
+
+
+def test_segdecnet_parameter_count_value() -> None:
+    """The hand count for RGB input is 15,638,813 parameters."""
+    assert _published_segdecnet_parameters(3) == 15_638_813
+
+
+def _decision_gradients(
+    architecture: str, multiplier: float
+) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor | None]]:
+    torch.manual_seed(0)
+    model = build_model(architecture, 3, 80, 80).train()
+    model.gradient_multiplier = multiplier
+    dec, _ = model(torch.rand(2, 3, 80, 80))
+    loss = decision_loss(dec, torch.tensor([1.0, 0.0]))
+    named = list(model.named_parameters())
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    head = {n: g for (n, _), g in zip(named, grads, strict=True) if n.startswith("decision.")}
+    rest = {n: g for (n, _), g in zip(named, grads, strict=True) if not n.startswith("decision.")}
+    return head, rest
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_gradient_adjustment_cuts_decision_gradient(architecture: str) -> None:
+    """With multiplier 0 the decision loss moves only the decision head."""
+    head, rest = _decision_gradients(architecture, 0.0)
+    assert rest and all(g is None or not g.any() for g in rest.values())
+    assert head and all(g is not None and g.abs().sum() > 0 for g in head.values())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_without_adjustment_decision_gradient_reaches_encoder(architecture: str) -> None:
+    """With multiplier 1 the decision loss sends gradient into every encoder parameter."""
+    _, rest = _decision_gradients(architecture, 1.0)
+    encoder = {n: g for n, g in rest.items() if n.startswith("encoder.")}
+    assert encoder and all(g is not None and g.abs().sum() > 0 for g in encoder.values())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_forward_is_deterministic_on_cpu(architecture: str) -> None:
+    """Two models built from the same seed give bit-identical outputs."""
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = build_model(architecture, 3, 32, 48).eval()
+        x = torch.rand(2, 3, 32, 48)
+        with torch.no_grad():
+            outputs.append(model(x))
+    for first, second in zip(*outputs, strict=True):
+        assert torch.equal(first, second)
