@@ -140,19 +140,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from crackkit.data.crack500 import fetch_crack500
+    from crackkit.data.crack500 import main_from_args
 
-    root = Path(args.root)
-    out = fetch_crack500(
-        root=root,
-        url=args.url,
-        sha256=args.sha256,
-        archive=Path(args.archive) if args.archive else None,
-        overwrite=args.overwrite,
-        negatives_from_full=args.negatives_from_full,
-    )
-    print(out)
-    return 0
+    return main_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,16 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="download and import a data set")
     data.add_argument("name", choices=["crack500"])
-    data.add_argument("--url", help="download from this URL (any mirror) instead of the default")
-    data.add_argument("--sha256", help="expected SHA-256 of the archive")
-    data.add_argument("--archive", help="use an archive downloaded by hand")
-    data.add_argument("--root", default=str(ROOT / "data"), help="data folder (default: data)")
-    data.add_argument("--overwrite", action="store_true", help="replace an existing import")
-    data.add_argument(
-        "--negatives-from-full",
-        action="store_true",
-        help="cut crack-free tiles from the full-size images as negatives",
-    )
+    from crackkit.data.crack500 import add_cli_arguments
+
+    add_cli_arguments(data)
     data.set_defaults(func=_cmd_data)
     return parser
 

@@ -40,9 +40,9 @@ Dice / IoU (per image, no tolerance).
 
 ODS / OIS.
     ODS (optimal dataset scale): sum ``tp``, ``fp``, ``fn`` over all images (crack-free images add
-    their false positives), compute precision, recall and F1 from the sums at each threshold, and
-    take the best threshold. OIS (optimal image scale): each crack-containing image's best F1 over
-    the thresholds, averaged over those images.
+    their false positives), compute precision, recall and F1 from the sums at each threshold (each
+    0 when the summed ``tp`` is 0), and take the best threshold. OIS (optimal image scale): each
+    crack-containing image's best F1 over the thresholds, averaged over those images.
 
 Best threshold.
     The threshold maximising the mean metric; ties go to the lowest threshold (first index).
@@ -53,8 +53,10 @@ Image-level decision metrics (:func:`decision_metrics`).
     area the original code logged as "AP"), ``auc`` is ``roc_auc_score``. With one class only, the
     undefined quantities are ``None`` and a note says why. Without an explicit threshold the
     operating point is the precision-recall-curve threshold of best F1, where
-    ``F1 = 2 tp / (2 tp + fp + fn)`` (equal to ``2PR / (P + R)``; 0 when ``tp == 0``) and ties go
-    to the lowest threshold.
+    ``F1 = 2 tp / (2 tp + fp + fn)`` (equal to ``2PR / (P + R)``, computed from integer counts so
+    that equal F1 values tie exactly) and ties go to the lowest threshold; without any positive
+    label F1 is 0 everywhere and that rule picks the lowest score. At the operating point
+    precision, recall and F1 are 0 when ``tp == 0``; ``accuracy = (tp + tn) / N``.
 
 Inputs: numpy arrays or torch tensors (moved to the CPU); maps are ``probs: (N, H, W)`` floats in
 ``[0, 1]`` and ``masks: (N, H, W)`` binary (bool, or 0/1 integers or floats). Invalid inputs raise a
@@ -532,8 +534,8 @@ def ods_ois(probs: Any, masks: Any, tolerance: int = 2, thresholds: Any = None) 
         thresholds: (T,) strictly increasing; default :func:`default_thresholds`.
 
     Returns:
-        ``{"ods": {"f1", "threshold", "precision", "recall"}, "ois": {"f1"}, "tolerance"}``,
-        plain Python numbers. ODS sums counts over all N images; OIS averages over the
+        ``{"ods": {"f1", "threshold", "precision", "recall"}, "ois": {"f1"}}``, plain Python
+        numbers. ODS sums counts over all N images; OIS averages over the
         crack-containing ones.
 
     Raises:
@@ -554,7 +556,6 @@ def ods_ois(probs: Any, masks: Any, tolerance: int = 2, thresholds: Any = None) 
             "recall": float(recall[best]),
         },
         "ois": {"f1": float(per_image_f1.max(axis=1).mean())},
-        "tolerance": counts.tolerance,
     }
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "MASK_NOISE_TOLERANCE",
     "SPLITS",
     "Sample",
+    "image_size",
     "mask_noise_fraction",
     "read_image",
     "read_mask",
@@ -256,7 +257,9 @@ def _split_dir(root: Path, split: str) -> Path:
         raise DatasetError(f"{root}: data set folder does not exist")
     split_dir = root / split
     if not split_dir.is_dir():
-        present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        present = sorted(
+            p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
         raise DatasetError(
             f"{split_dir}: split folder {split!r} not found; folders present in {root}: "
             f"{present or 'none'}; expected {'/'.join(SPLITS)} with images/ and masks/ inside"
@@ -398,10 +401,14 @@ def write_sample(
         raise ValueError(f"stem must be a plain file stem, got {stem!r}")
     image = np.asarray(image)
     mask = np.asarray(mask)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
-        image.ndim == 3 and image.shape[2] != 3
+    if (
+        image.dtype != np.uint8
+        or image.ndim not in (2, 3)
+        or (image.ndim == 3 and image.shape[2] != 3)
     ):
-        raise ValueError(f"image must be uint8 (H, W, 3) or (H, W), got {image.dtype} {image.shape}")
+        raise ValueError(
+            f"image must be uint8 (H, W, 3) or (H, W), got {image.dtype} {image.shape}"
+        )
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape[:2]}")
     root = Path(root)

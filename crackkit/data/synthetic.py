@@ -28,13 +28,15 @@ import os
 import secrets
 import shutil
 import socket
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 from tqdm.auto import tqdm
 
 from crackkit.data.folder import DatasetError, write_sample
@@ -65,7 +67,7 @@ class SyntheticSpec:
     """Size and composition of a synthetic data set.
 
     Attributes:
-        height, width: image size in pixels (at least 16).
+        height, width: image size in pixels (at least 8).
         train, val, test: number of images per split (train at least 1; 0 omits a split).
         negative_fraction: share of crack-free images in each split, in [0, 1).
         seed: seed of the whole data set.
@@ -84,8 +86,10 @@ class SyntheticSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise ValueError(f"SyntheticSpec.{name} must be an int, got {value!r}")
-        if self.height < 16 or self.width < 16:
-            raise ValueError(f"SyntheticSpec size must be at least 16x16, got {self.height}x{self.width}")
+        if self.height < 8 or self.width < 8:
+            raise ValueError(
+                f"SyntheticSpec size must be at least 8x8, got {self.height}x{self.width}"
+            )
         if self.train < 1 or self.val < 0 or self.test < 0:
             raise ValueError("SyntheticSpec needs train >= 1, val >= 0 and test >= 0")
         if not 0.0 <= float(self.negative_fraction) < 1.0:
@@ -118,7 +122,7 @@ class SyntheticSpec:
 # Building blocks
 
 
-@lru_cache(maxsize=None)
+@cache
 def _texture(name: str, level: int = 0) -> np.ndarray:
     """Texture photo as float32 in [0, 1], box-downsampled ``level`` times by 2; read-only."""
     import skimage.data
@@ -131,7 +135,7 @@ def _texture(name: str, level: int = 0) -> np.ndarray:
     return tex
 
 
-@lru_cache(maxsize=None)
+@cache
 def _texture_atlas(name: str, level: int) -> np.ndarray:
     """A larger, non-repeating texture: a quilt of randomly cropped, turned and flipped patches.
 
@@ -153,7 +157,8 @@ def _texture_atlas(name: str, level: int) -> np.ndarray:
     canvas = np.zeros((n * stride + overlap,) * 2, dtype=np.float32)
     for i in range(n):
         for j in range(n):
-            y, x = rng.integers(0, src.shape[0] - patch + 1), rng.integers(0, src.shape[1] - patch + 1)
+            y = rng.integers(0, src.shape[0] - patch + 1)
+            x = rng.integers(0, src.shape[1] - patch + 1)
             piece = np.rot90(src[y : y + patch, x : x + patch], rng.integers(4))
             if rng.random() < 0.5:
                 piece = piece[:, ::-1]
@@ -166,7 +171,9 @@ def _texture_atlas(name: str, level: int) -> np.ndarray:
     return atlas
 
 
-def _warped_texture(rng: np.random.Generator, name: str, h: int, w: int, scale: float) -> np.ndarray:
+def _warped_texture(
+    rng: np.random.Generator, name: str, h: int, w: int, scale: float
+) -> np.ndarray:
     """``(h, w)`` float32 view of a texture in [0, 1] at ``scale`` texture pixels per output pixel.
 
     Quilted textures are cropped at a random place, turned by a multiple of 90 degrees, maybe
@@ -225,7 +232,12 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: float) -> np.
     gh = max(2, round(cells * h / short) + 1)
     gw = max(2, round(cells * w / short) + 1)
     grid = rng.normal(0.0, 2.4, (gh, gw)).astype(np.float32)  # 2.4 undoes the smoothing loss
-    return _interp_matrix(h, gh) @ grid @ _interp_matrix(w, gw).T
+    rows = _interp_matrix(h, gh) @ grid
+    cols = _interp_matrix(w, gw)
+    field = np.zeros((h, w), dtype=np.float32)
+    for k in range(gw):  # a sum of outer products: no large BLAS call, which stalls when busy
+        field += rows[:, k : k + 1] * cols[None, :, k]
+    return field
 
 
 def _blob_weight(
@@ -246,7 +258,7 @@ def _blob_weight(
     edge = np.ones_like(theta)
     for k in range(2, 6):
         edge += rng.uniform(0.0, 0.22 / k * 2) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    weight = 1.0 / (1.0 + np.exp((rho - edge) / softness))
+    weight = special.expit((edge - rho) / softness)
     return (slice(y0, y1), slice(x0, x1)), weight.astype(np.float32)
 
 
@@ -293,17 +305,20 @@ def _add_distractors(rng: np.random.Generator, rgb: np.ndarray) -> None:
     min_radius = max(4.0, 0.05 * short)
     for _ in range(rng.poisson(1.2)):  # stains: soft, irregular, moderately dark
         radius = max(min_radius, rng.uniform(0.06, 0.25) * short)
-        window, weight = _blob_weight(rng, h, w, radius, rng.uniform(0.5, 2.5), rng.uniform(0.1, 0.4))
+        aspect, softness = rng.uniform(0.5, 2.5), rng.uniform(0.1, 0.4)
+        window, weight = _blob_weight(rng, h, w, radius, aspect, softness)
         rgb[window] *= (1.0 - rng.uniform(0.06, 0.3) * weight)[:, :, None]
     if rng.random() < 0.3:  # oil spot: darker, rounder, slightly tinted
         radius = max(min_radius, rng.uniform(0.05, 0.16) * short)
-        window, weight = _blob_weight(rng, h, w, radius, rng.uniform(0.7, 1.5), rng.uniform(0.08, 0.25))
+        aspect, softness = rng.uniform(0.7, 1.5), rng.uniform(0.08, 0.25)
+        window, weight = _blob_weight(rng, h, w, radius, aspect, softness)
         tint = np.array([1.0, 0.95, 0.85], dtype=np.float32) if rng.random() < 0.5 else np.ones(3)
         depth = rng.uniform(0.2, 0.45)
         rgb[window] *= 1.0 - depth * weight[:, :, None] * tint[None, None, :]
     if rng.random() < 0.3:  # light patch: dried spots, paint remains
         radius = max(min_radius, rng.uniform(0.05, 0.2) * short)
-        window, weight = _blob_weight(rng, h, w, radius, rng.uniform(0.5, 2.0), rng.uniform(0.15, 0.4))
+        aspect, softness = rng.uniform(0.5, 2.0), rng.uniform(0.15, 0.4)
+        window, weight = _blob_weight(rng, h, w, radius, aspect, softness)
         rgb[window] *= (1.0 + rng.uniform(0.05, 0.2) * weight)[:, :, None]
     if rng.random() < 0.25:  # shadow: a soft-edged dark region along a wavy boundary
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -311,12 +326,12 @@ def _add_distractors(rng: np.random.Generator, rgb: np.ndarray) -> None:
         dist = math.cos(angle) * (xx - w / 2) + math.sin(angle) * (yy - h / 2)
         dist = dist - rng.uniform(-0.3, 0.5) * short + 0.08 * short * _smooth_field(rng, h, w, 2.0)
         softness = rng.uniform(0.03, 0.12) * short
-        weight = 1.0 / (1.0 + np.exp(-dist / softness))
+        weight = special.expit(dist / softness)
         rgb *= (1.0 - rng.uniform(0.12, 0.4) * weight)[:, :, None]
 
 
 def _smooth_1d(rng: np.random.Generator, n: int, length: float) -> np.ndarray:
-    """Smooth noise of ``n`` samples, unit variance in expectation, correlation ``length`` samples."""
+    """Smooth noise of ``n`` samples, unit expected variance, correlation ``length`` samples."""
     sigma = max(length, 1.0)
     radius = int(4 * sigma + 0.5)
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
@@ -360,6 +375,7 @@ def _crack_strokes(
         heading = inward + rng.uniform(-0.9, 0.9)
         length = rng.uniform(0.5, 1.3) * diag
         main = _walk(rng, np.array(start), heading, length, step)
+        fade_start = False  # the crack goes on beyond the border
     else:  # start inside and run both ways
         start = np.array([rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w])
         heading = rng.uniform(0, 2 * np.pi)
@@ -367,17 +383,19 @@ def _crack_strokes(
         ahead = _walk(rng, start, heading, length, step)
         back = _walk(rng, start, heading + np.pi, rng.uniform(0.1, 0.5) * diag, step)
         main = np.concatenate([back[::-1], ahead[1:]])
+        fade_start = True
 
     base_width = _MIN_WIDTH + (_MAX_WIDTH - _MIN_WIDTH) * rng.beta(1.3, 2.2)
-    strokes = [_stroke(rng, main, base_width, 1.0)]
+    strokes = [_stroke(rng, main, base_width, 1.0, fade_start=fade_start)]
     for _ in range(rng.choice(3, p=[0.35, 0.4, 0.25])):
-        at = rng.integers(int(0.1 * len(main)), max(int(0.9 * len(main)), int(0.1 * len(main)) + 1))
+        lo = int(0.1 * len(main))
+        at = rng.integers(lo, max(lo + 1, int(0.9 * len(main))))
         direction = main[min(at + 4, len(main) - 1)] - main[max(at - 4, 0)]
         heading = math.atan2(direction[0], direction[1])
         heading += rng.choice([-1.0, 1.0]) * rng.uniform(0.45, 1.3)
         branch = _walk(rng, main[at], heading, rng.uniform(0.15, 0.5) * length, step)
         width = max(_MIN_WIDTH, base_width * rng.uniform(0.45, 0.9))
-        strokes.append(_stroke(rng, branch, width, rng.uniform(0.75, 1.0), taper_start=False))
+        strokes.append(_stroke(rng, branch, width, rng.uniform(0.75, 1.0), fade_start=False))
     return strokes
 
 
@@ -386,15 +404,17 @@ def _stroke(
     points: np.ndarray,
     base_width: float,
     depth: float,
-    taper_start: bool = True,
+    fade_start: bool,
 ) -> np.ndarray:
+    """``(N, 4)`` stroke: the points, a width wandering around ``base_width`` and a relative
+    depth near ``depth`` that fades to zero at the end (and at the start if ``fade_start``)."""
     n = len(points)
     width = base_width * np.exp(0.35 * _smooth_1d(rng, n, 40.0)) + 0.35 * _smooth_1d(rng, n, 3.0)
     width = np.clip(width, _MIN_WIDTH, _MAX_WIDTH)
     rel = depth * (1.0 + 0.12 * _smooth_1d(rng, n, 60.0))
-    ramp = np.arange(n, dtype=np.float64) / max(rng.uniform(20.0, 80.0), 1.0)
+    ramp = np.arange(n, dtype=np.float64) / max(min(rng.uniform(20.0, 80.0), 0.25 * n), 1.0)
     fade = np.minimum(1.0, ramp[::-1])
-    if taper_start:
+    if fade_start:
         fade = np.minimum(fade, ramp)
     rel = np.clip(rel, 0.0, 1.0) * fade
     return np.column_stack([points, width, rel])
@@ -403,10 +423,9 @@ def _stroke(
 def _render_strokes(strokes: list[np.ndarray], h: int, w: int) -> np.ndarray:
     """``(h, w)`` float32 crack strength in [0, 1]: anti-aliased coverage times relative depth."""
     pts = np.concatenate(strokes)
-    inside = (
-        (pts[:, 0] > -4) & (pts[:, 0] < h + 3) & (pts[:, 1] > -4) & (pts[:, 1] < w + 3) & (pts[:, 3] > 0)
-    )
-    pts = pts[inside]
+    margin = _MAX_WIDTH
+    y, x = pts[:, 0], pts[:, 1]
+    pts = pts[(y > -margin) & (y < h + margin) & (x > -margin) & (x < w + margin) & (pts[:, 3] > 0)]
     strength = np.zeros(h * w, dtype=np.float32)
     if len(pts) == 0:
         return strength.reshape(h, w)
@@ -438,7 +457,8 @@ def _render_thin(strokes: list[np.ndarray], h: int, w: int) -> np.ndarray:
         y0, y1 = max(0, rows[0] - 1), min(h, rows[-1] + 2)
         x0, x1 = max(0, cols[0] - 1), min(w, cols[-1] + 2)
         thick = np.zeros((h, w), dtype=bool)
-        thick[y0:y1, x0:x1] = ndimage.distance_transform_edt(mask[y0:y1, x0:x1]) > _MAX_INNER_DISTANCE
+        inner = ndimage.distance_transform_edt(mask[y0:y1, x0:x1])
+        thick[y0:y1, x0:x1] = inner > _MAX_INNER_DISTANCE
         if not thick.any():
             return strength
         near = ndimage.binary_dilation(thick, iterations=int(_MAX_WIDTH))
@@ -466,13 +486,18 @@ def generate_sample(
     lum = _luminance(rng, height, width)
     mask = np.zeros((height, width), dtype=bool)
     if positive:
-        min_pixels = max(12, int(0.002 * height * width))
+        min_pixels = max(min(12, height * width // 16), int(0.002 * height * width))
         for attempt in range(8):
             strokes = _crack_strokes(rng, height, width, from_inside=attempt >= 2)
             strength = _render_thin(strokes, height, width)
             mask = strength >= 0.5
             if np.count_nonzero(mask) >= min_pixels:
                 break
+        if not mask.any():  # practically never: a short straight crack through the centre
+            xs = np.arange(width // 4, width - width // 4, 0.5)
+            line = np.column_stack([np.full(len(xs), height // 2), xs, np.full(len(xs), 2.0)])
+            strength = _render_strokes([np.column_stack([line, np.ones(len(xs))])], height, width)
+            mask = strength >= 0.5
         lum *= 1.0 - np.float32(rng.uniform(0.3, 0.75)) * strength
     lum = ndimage.gaussian_filter(lum, rng.uniform(0.3, 0.7))
     lum += np.float32(rng.uniform(0.004, 0.025)) * rng.standard_normal(lum.shape, dtype=np.float32)
@@ -603,21 +628,30 @@ def generate_dataset(spec: SyntheticSpec, root: str | Path, *, progress: bool = 
 
 
 def _write_splits(spec: SyntheticSpec, folder: Path, progress: bool) -> dict[str, dict[str, int]]:
+    """Generate and write every sample; PNG encoding runs on threads, overlapping generation."""
     sizes = spec.split_sizes()
     counts: dict[str, dict[str, int]] = {}
-    with tqdm(
-        total=sum(sizes.values()), desc=spec.name, unit="img", disable=not progress
-    ) as bar:
+    pending: deque[Future] = deque()
+    with (
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="synthetic-png") as pool,
+        tqdm(total=sum(sizes.values()), desc=spec.name, unit="img", disable=not progress) as bar,
+    ):
         for split, n in sizes.items():
             is_negative, seeds = _split_rngs(spec, split, n)
             for i, (negative, seed) in enumerate(zip(is_negative, seeds, strict=True)):
                 image, mask = generate_sample(
                     np.random.default_rng(seed), spec.height, spec.width, not negative
                 )
-                write_sample(folder, split, f"{split}-{i:05d}", image, mask, image_ext=".png")
-                bar.update()
+                stem = f"{split}-{i:05d}"
+                pending.append(pool.submit(write_sample, folder, split, stem, image, mask, ".png"))
+                while pending and (len(pending) > 4 or pending[0].done()):
+                    pending.popleft().result()
+                    bar.update()
             negatives = int(is_negative.sum())
             counts[split] = {"positives": n - negatives, "negatives": negatives, "sum": n}
+        while pending:
+            pending.popleft().result()
+            bar.update()
     return counts
 
 
