@@ -4,6 +4,8 @@
                    run folder and prints the report's path as its last line.
 ``crackkit data``  downloads and imports a real data set (CRACK500).
 ``crackkit predict`` applies a trained run to a folder of images.
+``crackkit sweep``  runs every combination of parameter values and seeds, one run folder each.
+``crackkit compare`` writes COMPARE.md: finished runs side by side, mean ± std over seeds.
 """
 
 from __future__ import annotations
@@ -145,6 +147,69 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return main_from_args(args)
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import warnings
+
+    from crackkit.data.folder import DatasetError
+    from crackkit.predict import predict_folder
+    from crackkit.train import CheckpointError
+
+    if args.run is None and args.checkpoint is None:
+        print("crackkit: error: give --run RUN_DIR or --checkpoint PATH", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"crackkit: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = predict_folder(
+                args.images_dir,
+                args.run,
+                args.out,
+                checkpoint=args.checkpoint,
+                device=args.device,
+                batch_size=args.batch_size,
+            )
+    except (DatasetError, CheckpointError, RunDirError, ConfigError) as exc:
+        print(f"crackkit: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for w in caught:
+            print(f"crackkit: warning: {w.message}", file=sys.stderr)
+    print(
+        f"{len(report)} images, {report.n_cracked} with cracks (decision threshold "
+        f"{report.threshold_dec:.4f}, segmentation threshold {report.threshold_seg:.4f}, "
+        f"{report.checkpoint}) in {report.seconds:.1f}s"
+    )
+    print(report.out_dir)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from crackkit.sweep import describe_plan, parse_grid, parse_seeds, plan_sweep, run_sweep
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    grid = parse_grid(args.param)
+    fixed = {"dataset": args.dataset} if args.dataset else {}
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    sweep = plan_sweep(args.run_dir, grid, seeds, preset=args.preset, fixed=fixed)
+    print(describe_plan(sweep), flush=True)
+    if args.dry_run:
+        return 0
+    result = run_sweep(sweep, jobs=args.jobs, echo=lambda line: print(line, flush=True))
+    print(result.compare)
+    return result.exit_code
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from crackkit.compare import compare_runs
+
+    print(compare_runs(args.run_dirs, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crackkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,6 +243,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cli_arguments(data)
     data.set_defaults(func=_cmd_data)
+
+    pred = sub.add_parser("predict", help="apply a trained run to a folder of images")
+    pred.add_argument("images_dir", help="folder of images (any size; png, jpg, bmp, tif)")
+    pred.add_argument("--run", help="run folder; its chosen checkpoint is used")
+    pred.add_argument("--out", help="output folder, new or empty (default: RUN/predictions/...)")
+    pred.add_argument("--checkpoint", help="checkpoint file to use (enough without --run)")
+    pred.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    pred.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    pred.set_defaults(func=_cmd_predict)
+
+    sweep = sub.add_parser(
+        "sweep", help="run every combination of parameter values and seeds, then compare them"
+    )
+    sweep.add_argument("--preset", help="named parameter set: synthetic, tiny, crack500")
+    sweep.add_argument("--dataset", help="'synthetic', a prepared data set name, or a folder path")
+    sweep.add_argument(
+        "--run-dir", required=True, help="the sweep's folder; each run gets a subfolder"
+    )
+    sweep.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUES"),
+        help="comma-separated values of a run parameter (repeatable), e.g. -p lr 0.001,0.0001; "
+        "one value fixes it for all runs",
+    )
+    sweep.add_argument(
+        "--seeds",
+        help="N: seeds 0..N-1; or a comma-separated list: 0,5,7 (7, is the single seed 7); "
+        "default: the configuration's seed",
+    )
+    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
+    sweep.set_defaults(func=_cmd_sweep)
+
+    compare = sub.add_parser("compare", help="compare finished runs side by side (COMPARE.md)")
+    compare.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding runs"
+    )
+    compare.add_argument(
+        "--out", help="Markdown file to write (default: COMPARE.md beside the runs)"
+    )
+    compare.set_defaults(func=_cmd_compare)
     return parser
 
 

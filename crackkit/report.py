@@ -12,14 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from crackkit.config import SEED_REPORT_ROWS, RunConfig, load_config  # noqa: E402
-from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
+from crackkit.config import SEED_REPORT_ROWS, RunConfig, load_config
+from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text, read_json
 
 __all__ = [
     "read_history",
@@ -69,12 +66,12 @@ def _parse(v: str) -> Any:
             return v
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
+    """Render ``fig`` to PNG at ``path`` atomically (figures never touch pyplot's global state)."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -94,7 +91,8 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path) -> dict[str, Path
     }
     paths = {}
     for name, (title, keys) in specs.items():
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.subplots()
         for key, label in keys:
             x, y = _series(history, key)
             if x:
@@ -106,7 +104,8 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path) -> dict[str, Path
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
         paths[name] = _save(fig, out_dir / f"{name}.png")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     for key, label in [
         ("val_precision_2px", "Pr (2px)"),
         ("val_recall_2px", "Re (2px)"),
@@ -160,9 +159,9 @@ def plot_gallery(
     images: (N, H, W, C) uint8; masks: (N, H, W) bool; probs: (N, H, W) float.
     """
     n = len(images)
-    fig, axes = plt.subplots(
-        n, 4, figsize=(12, 2.2 * n * images.shape[1] / images.shape[2] * 1.8 + 0.6), squeeze=False
-    )
+    row_height = 3.0 * images.shape[1] / images.shape[2] + 0.45
+    fig = Figure(figsize=(12, n * row_height + 0.3))
+    axes = fig.subplots(n, 4, squeeze=False)
     for i in range(n):
         img = images[i] if images.shape[-1] == 3 else images[i][..., 0]
         cells = [
@@ -180,35 +179,32 @@ def plot_gallery(
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.suptitle("green: correct crack, red: false positive, blue: false negative", fontsize=9)
+    fig.tight_layout()
     return _save(fig, Path(path))
 
 
-def plot_samples(samples: list, cfg: RunConfig, n: int = 6) -> plt.Figure:
-    """A figure of the first ``n`` samples of a split with their masks overlaid in red."""
+def plot_samples(samples: list, cfg: RunConfig, path: Path, n: int = 6) -> Path:
+    """PNG of the first ``n`` samples of a split with their masks overlaid in red."""
     from crackkit.data.dataset import CrackDataset
 
     ds = CrackDataset(samples[:n], cfg, train=False)
-    fig, axes = plt.subplots(
-        1,
-        len(ds),
-        figsize=(2.6 * len(ds), 2.6 * cfg.input_height / cfg.input_width + 0.4),
-        squeeze=False,
-    )
+    fig = Figure(figsize=(2.6 * len(ds), 2.6 * cfg.input_height / cfg.input_width + 0.4))
+    axes = fig.subplots(1, len(ds), squeeze=False)
     for i, ax in enumerate(axes[0]):
         image, mask = ds.read(i)
         rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image.copy()
         rgb[mask] = (255, 40, 40)
         ax.imshow(rgb)
-        ax.set_title(
-            f"{ds.samples[i].image.name} ({'crack' if ds.labels[i] else 'no crack'})", fontsize=7
-        )
+        label = "crack" if ds.labels[i] else "no crack"
+        ax.set_title(f"{ds.samples[i].image.name} ({label})", fontsize=7)
         ax.axis("off")
-    return fig
+    return _save(fig, Path(path))
 
 
 def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
     """Decision precision-recall curve and 2-pixel F1 against threshold, side by side."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    a, b = fig.subplots(1, 2)
     curve = metrics["decision"].get("curve")
     if curve:
         a.plot(curve["recall"], curve["precision"])

@@ -181,13 +181,21 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Scale a 16-bit, 32-bit or float single-channel image to 8 bits by its value range."""
+    """Bring a 16-bit, 32-bit or float single-channel image to 8 bits.
+
+    Values already within 0..255 are kept; larger ones are scaled from the 16-bit range (or from
+    the maximum, beyond it); float images within 0..1 are scaled from 1.
+    """
     arr = np.asarray(img, dtype=np.float64)
-    top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-    if img.mode == "F" and arr.max() <= 1.0:
+    peak = float(arr.max()) if arr.size else 0.0
+    if img.mode == "F" and peak <= 1.0:
         top = 1.0
+    elif peak <= 255.0:
+        top = 255.0
+    else:
+        top = max(65535.0, peak)
     scaled = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, mode="L")
+    return Image.fromarray(scaled)
 
 
 def mask_noise_fraction(arr: np.ndarray) -> float:

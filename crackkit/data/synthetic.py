@@ -1,12 +1,13 @@
 """Deterministic synthetic pavement-crack data set: the kit's built-in default, no download.
 
 Backgrounds are built from the texture photographs that scikit-image ships (gravel, brick, grass):
-two randomly cropped, scaled, rotated and flipped textures are blended, given a random brightness
-and contrast, a slight colour cast, smooth shading (gradient, blotches, vignetting), stains, oil
-spots, shadows and light patches. Cracks are random walks with momentum: a meandering main path
-with up to two branches, 1-5 px wide with a width that varies along the path, darkening the
-background by 25-70 % with anti-aliased edges. The image then gets a slight optical blur and
-sensor noise.
+two randomly cropped, scaled, turned and flipped textures are blended (gravel and grass through a
+larger quilt of their patches, so that fine grain does not repeat), given a random brightness and
+contrast, smooth shading (gradient, blotches, vignetting), a slight colour cast, and distractors:
+stains, oil spots, shadows and light patches. A crack is a random walk whose heading wanders
+around a main direction at three scales (drift, meander, zigzag), with up to two branches; it is
+1-5 px wide with a width that varies along the path and darkens the background by 30-75 %, with
+anti-aliased edges and faded ends. The image then gets a slight optical blur and sensor noise.
 
 The mask marks the pixels where the crack's darkening reaches at least half its full depth, before
 blur and noise, so it follows the visible crack rather than a wider band. Negatives get the same
@@ -49,7 +50,7 @@ __all__ = [
     "generate_sample",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the generator's output changes; a folder made by another version is rebuilt."""
 
 _GENERATOR = "crackkit.data.synthetic"
@@ -98,6 +99,9 @@ class SyntheticSpec:
             )
         if self.seed < 0:
             raise ValueError(f"SyntheticSpec.seed must be >= 0, got {self.seed}")
+        for name in ("height", "width", "train", "val", "test", "seed"):  # plain JSON-able types
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "negative_fraction", float(self.negative_fraction))
 
     @property
     def name(self) -> str:
@@ -174,15 +178,15 @@ def _texture_atlas(name: str, level: int) -> np.ndarray:
 def _warped_texture(
     rng: np.random.Generator, name: str, h: int, w: int, scale: float
 ) -> np.ndarray:
-    """``(h, w)`` float32 view of a texture in [0, 1] at ``scale`` texture pixels per output pixel.
+    """``(h, w)`` float32 view of a texture in [0, 1] at about ``scale`` texture pixels per pixel.
 
     Quilted textures are cropped at a random place, turned by a multiple of 90 degrees, maybe
-    flipped and resampled separably (cheap); the others are rotated by any angle and mirrored at
-    their borders.
+    flipped and resampled separably (cheap). The others (brick) are rotated by any angle, with
+    the scale capped so that the rotated view fits inside the photo: mirrored borders would show.
     """
-    level = int(np.clip(np.floor(np.log2(max(scale, 1.0))), 0, 3))
-    step = scale / 2**level
     if name in _QUILTED:
+        level = int(np.clip(np.floor(np.log2(max(scale, 1.0))), 0, 3))
+        step = scale / 2**level
         view = np.rot90(_texture_atlas(name, level), rng.integers(4))
         if rng.random() < 0.5:
             view = view[:, ::-1]
@@ -191,13 +195,17 @@ def _warped_texture(
             y0 = rng.integers(0, view.shape[0] - need_h + 1)
             x0 = rng.integers(0, view.shape[1] - need_w + 1)
             return _resample(view[y0 : y0 + need_h, x0 : x0 + need_w], h, w, step) / np.float32(255)
+    scale = min(scale, 0.98 * min(_texture(name, 0).shape) / math.hypot(h, w))
+    level = int(np.clip(np.floor(np.log2(max(scale, 1.0))), 0, 3))
+    step = scale / 2**level
     tex = _texture(name, level)
     angle = rng.uniform(0.0, 2.0 * np.pi)
     c, s = math.cos(angle), math.sin(angle)
     matrix = step * np.array([[c, -s], [s, c]])
     if rng.random() < 0.5:
         matrix[:, 1] *= -1.0
-    centre_in = rng.uniform(0.0, 1.0, 2) * np.array(tex.shape)
+    slack = max(0.0, min(tex.shape) / 2.0 - step * math.hypot(h, w) / 2.0)
+    centre_in = np.array(tex.shape) / 2.0 + rng.uniform(-slack, slack, 2)
     offset = centre_in - matrix @ np.array([(h - 1) / 2.0, (w - 1) / 2.0])
     return ndimage.affine_transform(
         tex, matrix, offset=offset, output_shape=(h, w), order=1, mode="mirror", output=np.float32
@@ -221,9 +229,9 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     """``(n_out, n_in)`` row-normalised Gaussian weights that smoothly upsample a coarse grid."""
     pos = np.linspace(0.0, n_in - 1.0, n_out)[:, None]
     weights = np.exp(-0.5 * ((pos - np.arange(n_in)[None, :]) / 0.7) ** 2)
-    weights /= weights.sum(axis=1, keepdims=True)
+    weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
     weights.setflags(write=False)
-    return weights.astype(np.float32)
+    return weights
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: float) -> np.ndarray:

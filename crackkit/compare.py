@@ -1,0 +1,446 @@
+"""Compare finished runs side by side: ``COMPARE.md`` and overlaid curves.
+
+:func:`compare_runs` reads each run folder's ``config.json``, ``metrics.json`` and ``history.csv``
+and writes a Markdown file with
+
+- the parameters equal across all runs, listed once;
+- the seed report's tables (decision; Dice and IoU; 2-pixel distance) with one column per varied
+  parameter and one row per group of runs that differ only by their seed: the mean
+  ± the sample standard deviation over the group's seeds (denominator n - 1, as
+  :func:`statistics.stdev`), a single value when n = 1; the best mean of each metric column is in
+  bold (ties, judged on the printed digits, are all bold);
+- the published CRACK500 comparison rows when runs used CRACK500;
+- a table per run, overlaid loss and score curves (``<stem>_loss.png``, ``<stem>_val_f1_2px.png``
+  ... next to the Markdown file, ``<stem>`` being its lower-cased name: ``compare_loss.png``);
+- the folders that hold no finished run, listed as unfinished.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from crackkit.config import ConfigError, RunConfig, load_config  # noqa: E402
+from crackkit.report import PUBLISHED_CRACK500, read_history  # noqa: E402
+from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text  # noqa: E402
+
+__all__ = [
+    "RunRecord",
+    "Metric",
+    "DECISION",
+    "SEGMENTATION",
+    "PIXEL_2PX",
+    "CURVES",
+    "collect_run_dirs",
+    "parse_run_dirs",
+    "load_run",
+    "mean_std",
+    "compare_runs",
+]
+
+DIGITS = 4
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A column of a comparison table: its label, where it is in metrics.json, and its sense."""
+
+    label: str
+    path: tuple[str, ...]
+    higher_is_better: bool | None = True
+
+
+DECISION = [
+    Metric("Pr", ("decision", "precision")),
+    Metric("Re", ("decision", "recall")),
+    Metric("F1", ("decision", "f1")),
+    Metric("Acc", ("decision", "accuracy")),
+    Metric("AP", ("decision", "ap")),
+    Metric("AUC", ("decision", "auc")),
+]
+SEGMENTATION = [Metric("Dice", ("dice", "value")), Metric("IoU", ("iou", "value"))]
+PIXEL_2PX = [
+    Metric("Pr", ("pixel_2px", "precision")),
+    Metric("Re", ("pixel_2px", "recall")),
+    Metric("F1", ("pixel_2px", "f1")),
+    Metric("Threshold", ("pixel_2px", "threshold"), None),
+]
+PER_RUN = [
+    Metric("Dec. F1", ("decision", "f1")),
+    Metric("Dec. AP", ("decision", "ap")),
+    Metric("Dec. AUC", ("decision", "auc")),
+    Metric("Dice", ("dice", "value")),
+    Metric("IoU", ("iou", "value")),
+    Metric("Pr (2px)", ("pixel_2px", "precision")),
+    Metric("Re (2px)", ("pixel_2px", "recall")),
+    Metric("F1 (2px)", ("pixel_2px", "f1")),
+]
+# history.csv column, plot title, y-axis label
+CURVES = [
+    ("loss", "Training loss (weighted total)", "loss"),
+    ("val_loss", "Validation loss (weighted total)", "loss"),
+    ("val_f1_2px", "Validation F1 (2-pixel tolerance)", "F1"),
+    ("val_ap", "Validation decision AP", "AP"),
+]
+
+
+@dataclass
+class RunRecord:
+    """What one run folder holds; ``problem`` says why it counts as unfinished."""
+
+    path: Path
+    config: RunConfig | None = None
+    metrics: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        return self.problem is None
+
+    def value(self, metric: Metric) -> float | None:
+        node: Any = self.metrics or {}
+        for key in metric.path:
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+
+def parse_run_dirs(value: str | Sequence[str] | None) -> list[str]:
+    """Run folders from a notebook parameter: a comma-separated string or a list of paths."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    if isinstance(value, list | tuple) and all(isinstance(p, str) for p in value):
+        return [p for p in value if p.strip()]
+    raise ConfigError(
+        f"parameter 'run_dirs' must be a comma-separated string of folders, got {value!r}"
+    )
+
+
+def collect_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand each path: a run folder stays; any other folder stands for its run subfolders.
+
+    A run folder is one with ``config.json``. Subfolders are taken in name order.
+
+    Raises:
+        FileNotFoundError: a path does not exist, or a folder holds no run at all.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"no such run folder: {p}")
+        if (p / RUN_FILES["config"]).is_file() or not p.is_dir():
+            candidates = [p]
+        else:
+            candidates = sorted(c for c in p.iterdir() if (c / RUN_FILES["config"]).is_file())
+            if not candidates:
+                raise FileNotFoundError(f"{p} is no run folder and holds no run folders")
+        out += [c.resolve() for c in candidates if c.resolve() not in out]
+    if not out:
+        raise FileNotFoundError("no run folders given")
+    return out
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a run folder; a missing or broken file makes it unfinished, never an exception."""
+    rec = RunRecord(Path(path))
+    try:
+        rec.config = load_config(rec.path / RUN_FILES["config"])
+    except (OSError, ConfigError, TypeError) as exc:
+        rec.problem = f"no readable {RUN_FILES['config']} ({exc})"
+        return rec
+    metrics_path = rec.path / RUN_FILES["metrics"]
+    if not metrics_path.is_file():
+        if (rec.path / RUN_FILES["checkpoints"] / "last.pt").is_file():
+            rec.problem = (
+                f"no {RUN_FILES['metrics']}; has checkpoints/last.pt (continue it with "
+                f"`crackkit run --resume {rec.path}`)"
+            )
+        else:
+            rec.problem = (
+                f"no {RUN_FILES['metrics']} and no checkpoint (not started, or failed early)"
+            )
+        return rec
+    try:
+        rec.metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError) as exc:
+        rec.problem = f"unreadable {RUN_FILES['metrics']} ({exc})"
+        return rec
+    history_path = rec.path / RUN_FILES["history"]
+    if history_path.is_file():
+        try:
+            rec.history = read_history(history_path)
+        except (OSError, ValueError):
+            rec.history = []
+    return rec
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean, sample standard deviation (n - 1) and count of the values that are not None."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return None, None, 0
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.{DIGITS}f}"
+
+
+def _mean_std_text(values: Sequence[float | None], n: int) -> str:
+    mean, std, k = mean_std(values)
+    if mean is None:
+        return "n/a"
+    text = _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
+    return text if k == n else f"{text} ({k} of {n})"
+
+
+def _param_text(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+@dataclass
+class _Group:
+    values: tuple[Any, ...]
+    runs: list[RunRecord]
+
+    @property
+    def seeds(self) -> str:
+        return ", ".join(str(r.config.seed) for r in self.runs)
+
+    def label(self, varied: Sequence[str]) -> str:
+        if not varied:
+            return "all runs"
+        return ", ".join(f"{k}={_param_text(v)}" for k, v in zip(varied, self.values, strict=True))
+
+
+def _varied_fields(configs: Sequence[RunConfig]) -> list[str]:
+    names = [f.name for f in fields(RunConfig)]
+    return [n for n in names if len({repr(getattr(c, n)) for c in configs}) > 1]
+
+
+def _group(records: Sequence[RunRecord], varied: Sequence[str]) -> list[_Group]:
+    keys = [k for k in varied if k != "seed"]
+    groups: dict[tuple, _Group] = {}
+    for rec in records:
+        key = tuple(getattr(rec.config, k) for k in keys)
+        groups.setdefault(key, _Group(key, [])).runs.append(rec)
+    return list(groups.values())
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _metric_table(groups: Sequence[_Group], keys: Sequence[str], metrics: Sequence[Metric]) -> str:
+    cells = [
+        [_mean_std_text([r.value(m) for r in g.runs], len(g.runs)) for m in metrics] for g in groups
+    ]
+    for j, metric in enumerate(metrics):
+        if metric.higher_is_better is None or len(groups) < 2:
+            continue
+        means = [mean_std([r.value(metric) for r in g.runs])[0] for g in groups]
+        shown = [None if m is None else round(m, DIGITS) for m in means]
+        present = [s for s in shown if s is not None]
+        if not present:
+            continue
+        best = max(present) if metric.higher_is_better else min(present)
+        for i, s in enumerate(shown):
+            if s == best:
+                cells[i][j] = f"**{cells[i][j]}**"
+    header = list(keys) + ["Seeds", "n"] + [m.label for m in metrics]
+    rows = [
+        [_param_text(v) for v in g.values] + [g.seeds, str(len(g.runs))] + cells[i]
+        for i, g in enumerate(groups)
+    ]
+    return _table(header, rows)
+
+
+def _save_png(fig: plt.Figure, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+_STYLES = ["-", "--", ":", "-."]
+
+
+def _plot_curves(
+    groups: Sequence[_Group], keys: Sequence[str], out: Path, stem: str
+) -> list[tuple[str, Path]]:
+    """One PNG per history column present in any run: every run a line, coloured by group."""
+    written = []
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for column, title, ylabel in CURVES:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        drawn = False
+        for gi, g in enumerate(groups):
+            for si, rec in enumerate(g.runs):
+                pts = [(r["epoch"], r[column]) for r in rec.history if r.get(column) is not None]
+                if not pts:
+                    continue
+                x, y = zip(*pts, strict=True)
+                ax.plot(
+                    x,
+                    y,
+                    color=colours(gi % colours.N),
+                    ls=_STYLES[si % len(_STYLES)],
+                    marker="o" if len(x) < 30 else None,
+                    ms=3,
+                    label=f"{g.label(keys)} (seed {rec.config.seed})",
+                )
+                drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        written.append((title, _save_png(fig, out.parent / f"{stem}_{column}.png")))
+    return written
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def _fixed_section(configs: Sequence[RunConfig], varied: Sequence[str]) -> str:
+    rows = [
+        [f.name, _param_text(getattr(configs[0], f.name))]
+        for f in fields(RunConfig)
+        if f.name not in varied
+    ]
+    return "## Parameters equal across all runs\n\n" + _table(["Parameter", "Value"], rows)
+
+
+def _crack500_section(groups: Sequence[_Group], keys: Sequence[str]) -> str:
+    ours = [g for g in groups if g.runs[0].config.dataset == "crack500"]
+    if not ours:
+        return ""
+    rows = [[name, _fmt(pr), _fmt(re), _fmt(f1)] for name, pr, re, f1 in PUBLISHED_CRACK500]
+    for g in ours:
+        n = len(g.runs)
+        rows.append(
+            [f"**This comparison: {g.label(keys)}** (n={n})"]
+            + [_mean_std_text([r.value(m) for r in g.runs], n) for m in PIXEL_2PX[:3]]
+        )
+    return "\n\n".join(
+        [
+            "## Published 2-pixel results on CRACK500",
+            _table(["Method", "Pr", "Re", "F1"], rows),
+        ]
+    )
+
+
+def _per_run_section(finished: Sequence[RunRecord], keys: Sequence[str], base: Path) -> str:
+    header = ["Run"] + list(keys) + ["Seed", "Epoch"] + [m.label for m in PER_RUN] + ["Train s"]
+    rows = []
+    for rec in finished:
+        report = rec.path / RUN_FILES["report"]
+        link = f"[{rec.name}]({_rel(report, base)})" if report.is_file() else rec.name
+        timing = (rec.metrics or {}).get("timing", {}).get("train_and_validate")
+        rows.append(
+            [link]
+            + [_param_text(getattr(rec.config, k)) for k in keys]
+            + [str(rec.config.seed), str((rec.metrics or {}).get("checkpoint_epoch", "n/a"))]
+            + [_fmt(rec.value(m)) for m in PER_RUN]
+            + ["n/a" if timing is None else f"{timing:.1f}"]
+        )
+    return "## Per run\n\n" + _table(header, rows)
+
+
+def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) -> Path:
+    """Write the comparison of the given runs; returns the Markdown file's path.
+
+    Args:
+        run_dirs: run folders, or folders holding run folders (a sweep's folder).
+        out: the Markdown file; default ``COMPARE.md`` in the folder that holds all the runs.
+            The curve plots are written beside it.
+
+    Raises:
+        FileNotFoundError: a given path does not exist or holds no run.
+    """
+    dirs = collect_run_dirs(run_dirs)
+    if out is None:
+        out = Path(os.path.commonpath([d.parent for d in dirs])) / "COMPARE.md"
+    out = Path(out).resolve()
+    stem = out.stem.lower()
+    records = [load_run(d) for d in dirs]
+    finished = [r for r in records if r.finished]
+    unfinished = [r for r in records if not r.finished]
+    configs = [r.config for r in records if r.config is not None]
+    varied = _varied_fields(configs) if configs else []
+    keys = [k for k in varied if k != "seed"]
+    groups = _group(finished, varied)
+
+    sections = [f"# Comparison of {len(records)} runs"]
+    intro = (
+        f"{len(finished)} finished run(s) in {len(groups)} group(s), {len(unfinished)} "
+        "unfinished. Runs that differ only by their seed form one row: mean ± sample standard "
+        "deviation (n - 1 denominator) over the seeds; n is the number of runs. The best mean of "
+        "each metric column is in bold."
+    )
+    splits = sorted({str((r.metrics or {}).get("split", "test")) for r in finished})
+    if splits:
+        intro += (
+            f" Metrics are on the {' / '.join(splits)} split at each metric's best threshold on "
+            "that split, as in the seed report."
+        )
+    sections.append(intro)
+    if configs:
+        sections.append(_fixed_section(configs, varied))
+        if varied:
+            lines = []
+            for k in varied:
+                vals = sorted({repr(getattr(c, k)): getattr(c, k) for c in configs}.items())
+                lines.append(f"- `{k}`: " + ", ".join(_param_text(v) for _, v in vals))
+            sections += ["## Varied parameters", "\n".join(lines)]
+    if groups:
+        tolerances = {r.config.tolerance for r in finished}
+        tol = f"{tolerances.pop()} pixel distance" if len(tolerances) == 1 else "Pixel distance"
+        sections += [
+            "## Decision",
+            _metric_table(groups, keys, DECISION),
+            "## Dice and IoU",
+            _metric_table(groups, keys, SEGMENTATION),
+            f"## {tol}",
+            _metric_table(groups, keys, PIXEL_2PX),
+            _crack500_section(groups, keys),
+            _per_run_section(finished, keys, out.parent),
+        ]
+        plots = _plot_curves(groups, keys, out, stem)
+        if plots:
+            sections.append("## Curves")
+            sections.append("\n\n".join(f"![{title}]({_rel(p, out.parent)})" for title, p in plots))
+    if unfinished:
+        sections += [
+            "## Unfinished runs",
+            "\n".join(f"- `{_rel(r.path, out.parent)}`: {r.problem}" for r in unfinished),
+        ]
+    atomic_write_text(out, "\n\n".join(s for s in sections if s) + "\n")
+    return out
