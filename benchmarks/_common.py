@@ -56,8 +56,11 @@ def _crop(rng: np.random.Generator, height: int, width: int, crack: bool):
             length = rng.uniform(5, 20)
             x = rng.uniform(0, width) + np.cumsum(length * np.cos(angle))
             y = rng.uniform(0, height) + np.cumsum(length * np.sin(angle))
-            draw.line(list(zip(x.tolist(), y.tolist(), strict=True)), fill=255,
-                      width=int(rng.integers(1, 5)))
+            draw.line(
+                list(zip(x.tolist(), y.tolist(), strict=True)),
+                fill=255,
+                width=int(rng.integers(1, 5)),
+            )
     mask = np.asarray(mask_img) > 127
     grey = np.where(mask, grey * rng.uniform(0.3, 0.7), grey)
     tint = rng.uniform(0.95, 1.05, 3).astype(np.float32)

@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cudnn.benchmark = True
     bs = cfg.batch_size
     block = args.block_images or (bs if device.type == "cpu" else 8 * bs)
-    seg_w, dec_w = loss_weights(cfg.epochs // 2, cfg.epochs, cfg.delta_cls_loss,
-                                cfg.dyn_balanced_loss)
+    seg_w, dec_w = loss_weights(
+        cfg.epochs // 2, cfg.epochs, cfg.delta_cls_loss, cfg.dyn_balanced_loss
+    )
 
     torch.manual_seed(args.seed)
     net = build_model(cfg.architecture, cfg.input_channels, cfg.input_height, cfg.input_width)
@@ -136,8 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
     ck_model.train()
     base_model.train()
 
-    images, masks, labels = synthetic_batch(block, cfg.input_channels, args.height, args.width,
-                                            args.seed)
+    images, masks, labels = synthetic_batch(
+        block, cfg.input_channels, args.height, args.width, args.seed
+    )
     loader = DataLoader(
         InMemoryCrops(images, masks, labels),
         batch_size=bs,
@@ -226,8 +228,9 @@ def main(argv: list[str] | None = None) -> dict:
         round_s = time.perf_counter() - t_round
 
     ck, orig = statistics.median(rates["crackkit"]), statistics.median(rates["original"])
-    paired = statistics.median(c / o for c, o in zip(rates["crackkit"], rates["original"],
-                                                     strict=True))
+    paired = statistics.median(
+        c / o for c, o in zip(rates["crackkit"], rates["original"], strict=True)
+    )
     speedup = ck / orig
     print()
     print(f"{'method':<9} {'img/s (median)':>15} {'blocks':>7} {'CRACK500 epoch':>15}")

@@ -56,6 +56,7 @@ def render_html(notebook: Path) -> Path:
 
 def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bool) -> None:
     import papermill
+    from nbclient.exceptions import DeadKernelError
 
     env_bin = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(env_bin):
@@ -74,6 +75,16 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bo
         raise PipelineError(
             f"notebook {src.name} failed: {exc.ename}: {exc.evalue}\n"
             f"The executed notebook with the traceback is {dst}"
+        ) from None
+    except DeadKernelError:
+        run_dir = dst.parent.parent
+        hint = (
+            f"every completed epoch is kept; continue with: crackkit run --resume {run_dir}"
+            if (run_dir / RUN_FILES["config"]).is_file()
+            else "nothing was trained yet; start the run again"
+        )
+        raise PipelineError(
+            f"notebook {src.name} stopped: its kernel died (killed, or out of memory); {hint}"
         ) from None
     finally:
         if dst.exists():
@@ -107,7 +118,13 @@ def run_pipeline(
             params["resume"] = resume
         dst = nb_dir / f"{Path(name).stem}{suffix}.ipynb"
         if dst.exists():
-            raise RunDirError(f"{dst} exists; it is not overwritten")
+            resumable = (path / RUN_FILES["config"]).is_file() and not resume
+            raise RunDirError(
+                f"{dst} exists from an earlier attempt and is not overwritten; "
+                + (f"continue it with --resume {path}, " if resumable else "")
+                + "choose another --run-dir, or pass --overwrite (the old files are kept in a "
+                "'superseded-*' subfolder)"
+            )
         print(f"[crackkit] {step}: executing {name} -> {dst}", flush=True)
         _execute(NOTEBOOKS_DIR / name, dst, params, log_output=log_output)
     return path / RUN_FILES["report"]
@@ -198,7 +215,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(describe_plan(sweep), flush=True)
     if args.dry_run:
         return 0
-    result = run_sweep(sweep, jobs=args.jobs, echo=lambda line: print(line, flush=True))
+    try:
+        result = run_sweep(sweep, jobs=args.jobs, echo=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print("[sweep] interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
     print(result.compare)
     return result.exit_code
 

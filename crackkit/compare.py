@@ -26,14 +26,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from crackkit.config import ConfigError, RunConfig, load_config  # noqa: E402
-from crackkit.report import PUBLISHED_CRACK500, read_history  # noqa: E402
-from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text  # noqa: E402
+from crackkit.config import ConfigError, RunConfig, load_config
+from crackkit.report import PUBLISHED_CRACK500, read_history
+from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "RunRecord",
@@ -278,10 +277,10 @@ def _metric_table(groups: Sequence[_Group], keys: Sequence[str], metrics: Sequen
     return _table(header, rows)
 
 
-def _save_png(fig: plt.Figure, path: Path) -> Path:
+def _save_png(fig: Figure, path: Path) -> Path:
+    """PNG at ``path``, written atomically; figures never touch pyplot's global state."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -293,16 +292,18 @@ def _plot_curves(
 ) -> list[tuple[str, Path]]:
     """One PNG per history column present in any run: every run a line, coloured by group."""
     written = []
-    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    colours = colormaps["tab10" if len(groups) <= 10 else "tab20"]
     for column, title, ylabel in CURVES:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        drawn = False
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
+        epochs: set[int] = set()
         for gi, g in enumerate(groups):
             for si, rec in enumerate(g.runs):
                 pts = [(r["epoch"], r[column]) for r in rec.history if r.get(column) is not None]
                 if not pts:
                     continue
                 x, y = zip(*pts, strict=True)
+                epochs.update(x)
                 ax.plot(
                     x,
                     y,
@@ -310,14 +311,16 @@ def _plot_curves(
                     ls=_STYLES[si % len(_STYLES)],
                     marker="o" if len(x) < 30 else None,
                     ms=3,
-                    label=f"{g.label(keys)} (seed {rec.config.seed})",
+                    label=f"{g.label(keys)} (seed {rec.config.seed})" if keys else rec.name,
                 )
-                drawn = True
-        if not drawn:
-            plt.close(fig)
+        if not epochs:
             continue
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        if len(epochs) <= 15:
+            ax.set_xticks(sorted(epochs))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

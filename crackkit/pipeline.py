@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from crackkit import metrics as M
 from crackkit.config import RunConfig, load_config, save_config
 from crackkit.data.dataset import CrackDataset, load_splits, resolve_dataset, split_summary
-from crackkit.data.folder import DatasetError, Sample
+from crackkit.data.folder import DatasetError, Sample, read_image
 from crackkit.evaluate import evaluate
+from crackkit.predict import checkpoint_thresholds
 from crackkit.report import plot_gallery, render_report
 from crackkit.runs import (
     RUN_FILES,
@@ -51,10 +53,21 @@ class Prepared:
     summary: dict[str, dict[str, int]]
 
 
-def prepare(cfg: RunConfig, run_dir: Path | None = None, *, progress: bool = True) -> Prepared:
+def prepare(
+    cfg: RunConfig,
+    run_dir: Path | None = None,
+    *,
+    progress: bool = True,
+    decode_images: bool | None = None,
+) -> Prepared:
     """Resolve (and for ``synthetic`` generate) the data set, scan and check its splits.
 
     Writes ``dataset.json`` into ``run_dir`` when one is given.
+
+    Args:
+        decode_images: decode every image in full, so that a truncated or corrupt file stops the
+            run now rather than when training or evaluation first reads it (the scan itself reads
+            only image headers); by default only when ``run_dir`` is given.
 
     Raises:
         DatasetError: missing data set, bad files or an empty split (the message names them).
@@ -64,15 +77,28 @@ def prepare(cfg: RunConfig, run_dir: Path | None = None, *, progress: bool = Tru
     for name, samples in splits.items():
         if not samples:
             raise DatasetError(f"split {name!r} of {root} is empty")
+    if decode_images if decode_images is not None else run_dir is not None:
+        _decode_all(splits, cfg, progress=progress)
     summary = split_summary(splits)
-    if not cfg.use_negatives and summary["train"]["positives"] == 0:
-        raise DatasetError(f"{root}/train has no crack images and use_negatives is False")
+    if summary["train"]["positives"] == 0:
+        raise DatasetError(
+            f"{root}/train has no crack images (every mask is empty); training needs at least one "
+            "image whose mask marks crack pixels with 255"
+        )
     if run_dir is not None:
         atomic_write_json(
             Path(run_dir) / RUN_FILES["dataset"],
             {"name": cfg.dataset, "root": str(root), "counts": summary},
         )
     return Prepared(root=root, splits=splits, summary=summary)
+
+
+def _decode_all(splits: dict[str, list[Sample]], cfg: RunConfig, *, progress: bool) -> None:
+    samples = [s for split in splits.values() for s in split]
+    for sample in tqdm(
+        samples, desc="decoding images", unit="img", disable=not progress or len(samples) < 200
+    ):
+        read_image(sample.image, cfg.input_channels)
 
 
 def start_run(
@@ -149,17 +175,6 @@ def chosen_checkpoint(run_dir: Path, cfg: RunConfig) -> Path:
     raise CheckpointError(f"{run_dir} holds no checkpoint; train it first")
 
 
-def _validated_thresholds(state: dict[str, Any]) -> tuple[float | None, float | None]:
-    best = state.get("best") or {}
-    metrics = best.get("metrics")
-    if not metrics:
-        history = [r for r in state.get("history", []) if r.get("val_threshold_2px") is not None]
-        if not history:
-            return None, None
-        return history[-1].get("val_dec_threshold"), history[-1]["val_threshold_2px"]
-    return metrics["decision"]["threshold"], metrics.get("pixel_2px", {}).get("threshold")
-
-
 def evaluate_run(
     run_dir: Path | str,
     *,
@@ -199,7 +214,7 @@ def evaluate_run(
         desc=f"evaluate {split}",
     )
     eval_s = time.perf_counter() - t0
-    dec_thr, seg_thr = _validated_thresholds(state)
+    dec_thr, seg_thr = checkpoint_thresholds(state)
     if dec_thr is not None:
         metrics["decision_at_val_threshold"] = M.decision_metrics(
             pred.labels, pred.scores, threshold=dec_thr

@@ -46,7 +46,10 @@ How an image is processed.
   The model learnt cracks at the scale of its training images (``input_height`` x
   ``input_width``); resize images of a very different scale yourself before predicting.
 * Images whose padded sizes agree are run together, ``batch_size`` at a time, under
-  ``torch.inference_mode`` with the run's mixed-precision and channels-last settings.
+  ``torch.inference_mode`` with the run's mixed-precision and channels-last settings. Images are
+  not tiled: memory grows with image area times ``batch_size``, so lower ``batch_size`` (down to
+  1) for very large images. On the CPU, every new image size costs a one-off setup of the
+  convolution kernels; folders of equally sized images run fastest.
 
 Output of :func:`predict_folder`, per image ``<stem>`` of the folder:
 
@@ -542,7 +545,7 @@ def predict_folder(
         out_dir: output folder, new or empty; default ``RUN_DIR/predictions/<name>-<timestamp>``
             (for a bare checkpoint, the ``predictions`` folder beside its run or itself).
         checkpoint: checkpoint file; enough on its own (``run_dir`` may then be None).
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or a ``torch.device``.
+        device: ``auto`` or None (CUDA when present), ``cpu``, ``cuda`` or a ``torch.device``.
         batch_size: images of one padded size run together this many at a time.
         progress: show a tqdm progress bar.
 

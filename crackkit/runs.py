@@ -70,12 +70,23 @@ class RunDirError(RuntimeError):
     """A run folder cannot be used as asked (it holds a finished run, or is missing)."""
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+"""Mode of the files written here: what ``open()`` gives (``mkstemp`` alone gives 0600)."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -157,11 +168,11 @@ def create_run_dir(
         run_dir: the folder; ``None`` makes ``runs/<timestamp>-<label>``.
         overwrite: allow a folder that holds a finished run; the old run's files are moved to
             ``<run_dir>/superseded-<timestamp>/`` rather than deleted.
-        resume: the folder must exist and hold a configuration.
+        resume: the folder must exist, hold a configuration and no report yet.
 
     Raises:
         RunDirError: the folder holds a finished run (and ``overwrite`` is False), holds training
-            results but ``resume`` is False, or is missing when resuming.
+            results but ``resume`` is False, or is missing or finished when resuming.
     """
     if run_dir is None or str(run_dir) == "":
         base = paths.RUNS_DIR / new_run_name(label)
@@ -175,6 +186,12 @@ def create_run_dir(
     if resume:
         if not (path / RUN_FILES["config"]).is_file():
             raise RunDirError(f"cannot resume {path}: it holds no {RUN_FILES['config']}")
+        if (path / RUN_FILES["report"]).exists():
+            raise RunDirError(
+                f"cannot resume {path}: the run is finished ({RUN_FILES['report']} exists) and "
+                "nothing is left to do; start a new run, or rerun this folder with overwrite=True "
+                "(--overwrite; the old files are kept in a 'superseded-*' subfolder)"
+            )
         return path
     if path.exists() and is_finished(path):
         if not overwrite:
@@ -250,11 +267,19 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
         "device": device,
         "argv": sys.argv,
     }
-    for mod in ("torchvision", "skimage", "sklearn", "matplotlib", "papermill"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for key, dist in (
+        ("torchvision", "torchvision"),
+        ("skimage", "scikit-image"),
+        ("sklearn", "scikit-learn"),
+        ("matplotlib", "matplotlib"),
+        ("papermill", "papermill"),
+    ):
         try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - a missing optional package is recorded, not fatal
-            info[mod] = None
+            info[key] = version(dist)
+        except PackageNotFoundError:
+            info[key] = None
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
@@ -263,11 +288,15 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
 
 
 def run_logger(run_dir: Path, name: str = "crackkit") -> logging.Logger:
-    """A logger that appends to ``run_dir/run.log`` and prints to stdout."""
-    logger = logging.getLogger(f"{name}.{Path(run_dir).name}")
+    """A logger that appends to ``run_dir/run.log`` and prints to stdout.
+
+    Each run folder gets its own logger, so that two folders of the same name never share a log.
+    """
+    resolved = Path(run_dir).resolve()
+    logger = logging.getLogger(f"{name}.{resolved.name}.{abs(hash(str(resolved))):x}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    log_path = str(Path(run_dir) / RUN_FILES["log"])
+    log_path = str(resolved / RUN_FILES["log"])
     if not any(getattr(h, "baseFilename", None) == log_path for h in logger.handlers):
         fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
         fh = logging.FileHandler(log_path)

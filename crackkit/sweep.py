@@ -21,6 +21,7 @@ written at the end by :func:`crackkit.compare.compare_runs`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import itertools
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "expand_grid",
     "run_name",
     "plan_sweep",
+    "describe_plan",
     "run_command",
     "run_sweep",
 ]
@@ -189,7 +191,9 @@ def parse_seeds(text: str | int | Sequence[int] | None, default: int = 0) -> lis
                 f"--seeds {text!r}: give a count (3 runs seeds 0, 1, 2) or a list (0,5,7)"
             ) from None
         if count < 1:
-            raise ConfigError(f"--seeds {text!r}: the count must be at least 1")
+            raise ConfigError(
+                f"--seeds {text!r}: the count must be at least 1 (the single seed 0 is --seeds 0,)"
+            )
         seeds = list(range(count))
     for s in seeds:
         if s < 0:
@@ -270,7 +274,11 @@ def plan_sweep(
     for name, values in grid.items():
         grid[name] = _unique(name, [coerce_value(name, v) for v in values])
         for v in grid[name]:
-            base.replace(**{name: v})
+            try:
+                base.replace(**{name: v})
+            except ConfigError as exc:
+                named = f"'{name}'" in str(exc)
+                raise ConfigError(str(exc) if named else f"{name}={v!r}: {exc}") from None
     seeds = [base.seed] if seeds is None else _unique("seed", [int(s) for s in seeds])
     if not seeds:
         raise ConfigError("a sweep needs at least one seed")
@@ -355,6 +363,7 @@ class _SubprocessRunner:
         self.threads = threads_per_run
         self.procs: dict[int, subprocess.Popen] = {}
         self.lock = threading.Lock()
+        self.stopping = False
 
     def __call__(self, run: PlannedRun, log_path: Path) -> int:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -364,8 +373,10 @@ class _SubprocessRunner:
         with open(log_path, "a") as log:
             log.write(f"=== {_now()} {run.action}: {' '.join(cmd)}\n")
             log.flush()
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             with self.lock:
+                if self.stopping:
+                    return -2
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
                 self.procs[proc.pid] = proc
             try:
                 return proc.wait()
@@ -373,34 +384,55 @@ class _SubprocessRunner:
                 with self.lock:
                     self.procs.pop(proc.pid, None)
 
-    def stop_all(self, grace_s: float = 20.0) -> None:
+    def stop_all(self, grace_s: float = 10.0) -> None:
+        """SIGINT to every running child, then SIGTERM, then SIGKILL for those still alive."""
         with self.lock:
-            procs = list(self.procs.values())
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + grace_s
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            self.stopping = True
+            procs = [p for p in self.procs.values() if p.poll() is None]
+        for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            procs = [p for p in procs if p.poll() is None]
+            for proc in procs:
+                proc.send_signal(sig)
+            deadline = time.monotonic() + wait_s
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While running, SIGTERM (a scheduler stopping the sweep) ends it like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _write_record(sweep: Sweep, jobs: int, invocation: dict[str, Any]) -> None:
-    path = sweep.parent / SWEEP_FILE
-    invocations: list[dict[str, Any]] = []
+def _previous_record(parent: Path) -> dict[str, Any]:
     try:
-        invocations = json.loads(path.read_text()).get("invocations", [])
-    except (OSError, ValueError, AttributeError):
-        invocations = []
-    invocations = [i for i in invocations if i.get("started") != invocation["started"]]
+        record = json.loads((parent / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _write_record(sweep: Sweep, jobs: int, invocations: list[dict[str, Any]]) -> None:
     atomic_write_json(
-        path,
+        sweep.parent / SWEEP_FILE,
         {
             "preset": sweep.preset,
             "fixed": sweep.fixed,
@@ -409,7 +441,7 @@ def _write_record(sweep: Sweep, jobs: int, invocation: dict[str, Any]) -> None:
             "jobs": jobs,
             "updated": _now(),
             "runs": [r.record() for r in sweep.runs],
-            "invocations": invocations + [invocation],
+            "invocations": invocations,
         },
     )
 
@@ -455,20 +487,28 @@ def run_sweep(
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         runner = default_runner = _SubprocessRunner(threads)
     invocation: dict[str, Any] = {"started": _now(), "ended": None, "argv": sys.argv[1:]}
+    record = _previous_record(sweep.parent)
+    previous = list(record.get("invocations") or [])
+    earlier = {r.get("name"): r for r in record.get("runs") or [] if isinstance(r, dict)}
     lock = threading.Lock()
 
     def save() -> None:
         with lock:
-            _write_record(sweep, jobs, invocation)
+            _write_record(sweep, jobs, previous + [invocation])
 
     for run in sweep.runs:
         run.status = "skipped" if run.action == "skip" else "pending"
         if run.action == "skip":
+            before = earlier.get(run.name, {})
+            run.started, run.ended = before.get("started"), before.get("ended")
+            run.duration_s, run.returncode = before.get("duration_s"), before.get("returncode")
             echo(f"[sweep] skipped (finished): {run.name}")
     todo = [r for r in sweep.runs if r.action != "skip"]
     save()
 
     def one(run: PlannedRun, index: int) -> PlannedRun:
+        if run.status == "interrupted":
+            return run
         run.status, run.started = "running", _now()
         save()
         echo(f"[sweep] {run.action} {run.name} ({index}/{len(todo)})")
@@ -487,7 +527,7 @@ def run_sweep(
         return run
 
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        with _sigterm_as_interrupt(), ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(one, run, i) for i, run in enumerate(todo, 1)]
             try:
                 for fut in as_completed(futures):
@@ -511,7 +551,10 @@ def run_sweep(
     finally:
         invocation["ended"] = _now()
         invocation.update(
-            {s: sum(r.status == s for r in sweep.runs) for s in ("finished", "skipped", "failed")}
+            {
+                s: sum(r.status == s for r in sweep.runs)
+                for s in ("finished", "skipped", "failed", "interrupted")
+            }
         )
         save()
     compare_path = None

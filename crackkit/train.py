@@ -177,7 +177,11 @@ def load_checkpoint(path: Path, *, architecture: str | None = None) -> dict[str,
         raise CheckpointError(
             f"checkpoint {path} is damaged or not a crackkit checkpoint: {exc}"
         ) from None
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+    if (
+        not isinstance(state, dict)
+        or "model" not in state
+        or not isinstance(state.get("config"), dict)
+    ):
         raise CheckpointError(f"{path} is not a crackkit checkpoint (no model/config inside)")
     found = state["config"].get("architecture")
     if architecture is not None and found != architecture:
@@ -257,11 +261,12 @@ def train(
 
     Args:
         splits: samples per split, as from :func:`crackkit.data.dataset.load_splits`.
-        resume: continue from ``run_dir/checkpoints/last.pt``.
+        resume: continue from ``run_dir/checkpoints/last.pt``, the end of the last complete epoch
+            (from the start when no epoch was completed).
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the last good checkpoint is kept.
-        CheckpointError: ``resume`` with a missing, damaged or foreign checkpoint.
+        CheckpointError: ``resume`` with a damaged or foreign checkpoint.
     """
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / RUN_FILES["checkpoints"]
@@ -304,8 +309,16 @@ def train(
     start_epoch = 0
     last_path = ckpt_dir / "last.pt"
     best_path = ckpt_dir / "best.pt"
-    if resume:
+    if resume and not last_path.exists():
+        log(f"Resuming {run_dir.name}: no epoch was completed yet, starting at epoch 1")
+    elif resume:
         state = load_checkpoint(last_path, architecture=cfg.architecture)
+        missing = [k for k in _RESUME_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(
+                f"cannot resume from {last_path}: it holds no {', '.join(missing)} (only a "
+                "checkpoint written at the end of an epoch as last.pt can be resumed)"
+            )
         if state["config"] != cfg.to_dict():
             changed = sorted(k for k, v in cfg.to_dict().items() if state["config"].get(k) != v)
             raise CheckpointError(
@@ -399,6 +412,9 @@ def train(
             f"{cfg.best_model_type} {best['score']:.4f})"
         )
     return TrainResult(model=model, history=history, best=best, run_dir=run_dir, checkpoint=chosen)
+
+
+_RESUME_KEYS = ("epoch", "optimizer", "sampler", "rng", "history", "best")
 
 
 def _slim(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ CONFIG_NOTEBOOKS = {
 RUN_NOTEBOOKS = {
     "03_evaluate.ipynb": ("run_dir", "split", "n_gallery"),
     "04_report.ipynb": ("run_dir",),
+    "05_compare.ipynb": ("run_dirs", "out"),
 }
 
 
@@ -30,8 +31,8 @@ def _parameters_cell(path):
     return "".join(tagged[0]["source"])
 
 
-def test_all_four_notebooks_exist():
-    """The pipeline's four notebooks are present."""
+def test_all_notebooks_exist():
+    """The pipeline's four notebooks and the compare notebook are present."""
     assert [p.name for p in NOTEBOOKS] == sorted(CONFIG_NOTEBOOKS | RUN_NOTEBOOKS)
 
 
@@ -64,7 +65,7 @@ def test_config_notebook_parameters_match_runconfig(name):
 
 @pytest.mark.parametrize("name", sorted(RUN_NOTEBOOKS))
 def test_run_notebook_parameters(name):
-    """Evaluate and report notebooks take the run folder (and their own options) only."""
+    """Evaluate, report and compare notebooks take run folders (and their own options) only."""
     assert set(papermill.inspect_notebook(str(NOTEBOOKS_DIR / name))) == set(RUN_NOTEBOOKS[name])
 
 
@@ -89,3 +90,23 @@ def test_train_notebook_refuses_bad_parameters(tmp_path, kit_dirs, params, messa
         )
     assert message in info.value.evalue
     assert not any(kit_dirs["runs"].iterdir()), "a refused run must not create a run folder"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"run_dir": "x"}, "unknown notebook parameter(s) 'run_dir'"),
+        ({"run_dirs": 5}, "parameter 'run_dirs' must be a comma-separated string"),
+    ],
+)
+def test_compare_notebook_refuses_bad_parameters(tmp_path, params, message):
+    """A bad injected parameter stops the compare notebook with a message naming it."""
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(
+            str(NOTEBOOKS_DIR / "05_compare.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters=params,
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    assert message in info.value.evalue
