@@ -221,6 +221,10 @@ def _mem_available_mb() -> float:
     return float("inf")
 
 
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print a table and a final JSON line; return that JSON as a dict."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -289,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"measured {pre['peak_rss_mb']:.0f} MB with {pre['loaded']} images, "
                 f"extrapolated linearly to {pre['n_total']}"
             )
-        pre["peak_pss_mb"] = base_peak if note else pre["peak_pss_mb"]
+        if note:
+            pre["peak_pss_mb"] = None
         rows.append(("preload f32", pre | {"peak_rss_mb": base_peak}, note))
 
         print(
@@ -299,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, rep, row_note in rows:
             print(
                 f"{name:<14} {rep['peak_rss_mb']:>12.0f} {rep['main_peak_mb']:>9.0f} "
-                f"{rep['workers_peak_mb']:>11.0f} {rep['peak_pss_mb']:>12.0f} "
+                f"{rep['workers_peak_mb']:>11.0f} {_mb(rep['peak_pss_mb']):>12} "
                 f"{rep['images']:>7d} {rep['seconds']:>8.1f}  {row_note}"
             )
         ck_rows = [rep for name, rep, _ in rows if name.startswith("crackkit")]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from crackkit import distributed
 from crackkit import metrics as M
 from crackkit.config import RunConfig, load_config, save_config
 from crackkit.data.dataset import CrackDataset, load_splits, resolve_dataset, split_summary
@@ -33,7 +34,7 @@ from crackkit.runs import (
     write_csv,
 )
 from crackkit.runtime import resolve_amp, resolve_channels_last, resolve_device
-from crackkit.train import CheckpointError, TrainResult, load_model, train
+from crackkit.train import CheckpointError, TrainResult, load_checkpoint, load_model, train
 
 __all__ = [
     "Prepared",
@@ -156,6 +157,10 @@ def train_run(
         )
     )
     t0 = time.perf_counter()
+    if cfg.nproc_per_node > 1 and not distributed.info().enabled:
+        log.info(f"Launching torchrun with {cfg.nproc_per_node} processes")
+        distributed.launch(cfg.nproc_per_node, path, resume=resume)
+        return _result_from_checkpoints(cfg, path)
     try:
         result = train(cfg, path, prepared.splits, resume=resume, progress=progress, log=log.info)
     except Exception as exc:
@@ -163,6 +168,16 @@ def train_run(
         raise
     log.info(f"Training finished in {time.perf_counter() - t0:.1f}s")
     return result
+
+
+def _result_from_checkpoints(cfg: RunConfig, run_dir: Path) -> TrainResult:
+    """The TrainResult of a run trained in other processes, read back from its checkpoints."""
+    chosen = chosen_checkpoint(run_dir, cfg)
+    model, _, _ = load_model(chosen, resolve_device(cfg))
+    last = load_checkpoint(run_dir / RUN_FILES["checkpoints"] / "last.pt")
+    return TrainResult(
+        model=model, history=last["history"], best=last["best"], run_dir=run_dir, checkpoint=chosen
+    )
 
 
 def chosen_checkpoint(run_dir: Path, cfg: RunConfig) -> Path:

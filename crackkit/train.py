@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from crackkit import distributed
 from crackkit.config import RunConfig, make_config
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import Sample
@@ -137,6 +138,10 @@ def train_one_epoch(
         batch_losses.append(detached[0])
         sums += detached * n
         correct += ((dec.detach()[:, 0] > 0) == (label > 0.5)).sum()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        totals = torch.cat([sums, correct.view(1).to(sums.dtype), sums.new_tensor([n_samples])])
+        torch.distributed.all_reduce(totals)
+        sums, correct, n_samples = totals[:3], totals[3].long(), int(totals[4])
     losses = torch.stack(batch_losses)
     finite = torch.isfinite(losses)
     if not bool(finite.all()):
@@ -272,6 +277,10 @@ def train(
     ckpt_dir = run_dir / RUN_FILES["checkpoints"]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg)
+    dist_info = distributed.init(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    main = dist_info.is_main
     amp_dtype = resolve_amp(cfg, device)
     channels_last = resolve_channels_last(cfg, device)
     if device.type == "cuda":
@@ -285,6 +294,11 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
+    step_model = model
+    if dist_info.enabled:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     train_ds = CrackDataset(splits["train"], cfg, train=True)
     val_split = "test" if cfg.validate_on_test else "val"
@@ -294,6 +308,8 @@ def train(
         frequency_sampling=cfg.frequency_sampling,
         use_negatives=cfg.use_negatives,
         seed=cfg.seed,
+        num_replicas=dist_info.world_size,
+        rank=dist_info.rank,
     )
     loader = DataLoader(
         train_ds,
@@ -349,7 +365,7 @@ def train(
         train_ds.set_epoch(epoch)
         t0 = time.perf_counter()
         stats = train_one_epoch(
-            model,
+            step_model,
             loader,
             optimizer,
             seg_weight=seg_w,
@@ -371,7 +387,8 @@ def train(
         if scheduler is not None:
             scheduler.step()
         is_last = epoch + 1 == cfg.epochs
-        if val_ds is not None and ((epoch + 1) % cfg.validation_every == 0 or is_last):
+        validating = val_ds is not None and ((epoch + 1) % cfg.validation_every == 0 or is_last)
+        if validating and main:
             t1 = time.perf_counter()
             metrics, _ = evaluate(
                 model, val_ds, device, progress=progress, desc="validate", **eval_kwargs
@@ -384,6 +401,9 @@ def train(
                 best = {"score": score, "epoch": epoch + 1, "metrics": _slim(metrics)}
                 save_checkpoint(best_path, _model_state(model, cfg, epoch + 1, best))
         history.append(row)
+        if not main:
+            distributed.barrier()
+            continue
         save_checkpoint(
             last_path,
             {
@@ -402,9 +422,10 @@ def train(
                 f"  New best model at epoch {epoch + 1}: "
                 f"{cfg.best_model_type} score {best['score']:.4f}"
             )
+        distributed.barrier()
 
     chosen = last_path
-    if cfg.use_best_model and best["epoch"] is not None:
+    if main and cfg.use_best_model and best["epoch"] is not None:
         chosen = best_path
         model.load_state_dict(load_checkpoint(best_path)["model"])
         log(
@@ -427,3 +448,68 @@ def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
 def _model_state(model: nn.Module, cfg: RunConfig, epoch: int, best: dict) -> dict[str, Any]:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return {"model": state, "config": cfg.to_dict(), "epoch": epoch, "best": best}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crackkit.train`` (under torchrun for several processes).
+
+    Takes the options of ``crackkit run`` (``--preset``, ``--dataset``, ``--run-dir``, ``-p NAME
+    VALUE``, ``--resume``). Every rank trains its share of each epoch; rank 0 validates, writes
+    the run folder and, unless ``--train-only``, evaluates the test split and renders the report.
+    """
+    import argparse
+
+    from crackkit import pipeline
+    from crackkit.config import load_config
+    from crackkit.runs import run_logger
+
+    parser = argparse.ArgumentParser(prog="python -m crackkit.train")
+    parser.add_argument("--preset")
+    parser.add_argument("--dataset")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="stop after training (the notebooks evaluate and report)",
+    )
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir).resolve()
+    recorded = run_dir / RUN_FILES["config"]
+    if recorded.is_file() and not (args.param or args.preset or args.dataset):
+        cfg = load_config(recorded)
+    else:
+        params = dict(args.param or [])
+        if args.dataset:
+            params["dataset"] = args.dataset
+        cfg = make_config(params, preset=args.preset)
+    dist_info = distributed.init(resolve_device(cfg).type)
+    try:
+        if dist_info.is_main:
+            path = pipeline.start_run(cfg, run_dir, resume=args.resume)
+            logger = run_logger(path)
+            prepared = pipeline.prepare(cfg, path, progress=False)
+            logger.info(f"Distributed training on {dist_info.world_size} process(es)")
+            log = logger.info
+        distributed.barrier()
+        if not dist_info.is_main:
+            path = run_dir
+            prepared = pipeline.prepare(cfg, None, progress=False)
+            log = _quiet
+        train(cfg, path, prepared.splits, resume=args.resume, progress=False, log=log)
+        distributed.barrier()
+        if dist_info.is_main and not args.train_only:
+            pipeline.evaluate_run(path, progress=False)
+            print(pipeline.report_run(path))
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,8 @@
 """A crash loses nothing, a rerun repeats exactly, and bad input gets a clear error.
 
-The runs here train a tiny folder data set (4 training images of 32x48, two steps per epoch) for
-two epochs on the CPU, so that a kill, a resume and a rerun each take seconds.
+The runs here train a tiny folder data set (5 training images of 32x48, of which an epoch takes the
+2 positives and the 2 least-used negatives: two steps) for two epochs on the CPU, with a learning
+rate that halves every epoch, so that a kill, a resume and a rerun each take seconds.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ from crackkit.train import CheckpointError, NonFiniteLossError, load_checkpoint,
 
 H, W = 32, 48
 TIMING_COLUMNS = ("time_s", "val_time_s")
-RUN_PARAMS = {"epochs": 2, "validation_every": 1, "batch_size": 2, "eval_batch_size": 4}
+RUN_PARAMS = {
+    "epochs": 2,
+    "validation_every": 1,
+    "batch_size": 2,
+    "eval_batch_size": 4,
+    "frequency_sampling": True,
+    "scheduler_step": 1,
+    "scheduler_gamma": 0.5,
+}
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "sampler", "rng", "history", "best", "epoch"}
 
 
 def _save(path: Path, array: np.ndarray) -> Path:
@@ -40,7 +50,7 @@ def _save(path: Path, array: np.ndarray) -> Path:
 
 def make_dataset(root: Path, counts: dict[str, tuple[int, int]] | None = None) -> Path:
     """Write ``{split: (positives, negatives)}`` images with 0/255 masks; returns ``root``."""
-    counts = counts or {"train": (2, 2), "val": (1, 1), "test": (1, 1)}
+    counts = counts or {"train": (2, 3), "val": (1, 1), "test": (1, 1)}
     for k, (split, (pos, neg)) in enumerate(counts.items()):
         for i in range(pos + neg):
             rng = np.random.default_rng([k, i])
@@ -133,7 +143,10 @@ def test_run_killed_mid_epoch_resumes_to_identical_results(dataset, reference_ru
         timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 1
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert last["epoch"] == 1 and CHECKPOINT_KEYS <= set(last)
+    assert set(last["rng"]) >= {"python", "numpy", "torch"}
+    assert last["sampler"]["counts"] != [0, 0, 0] and last["scheduler"]["last_epoch"] == 1
     assert [r["epoch"] for r in history_without_timing(run_dir)] == ["1"]
     assert not (run_dir / "metrics.json").exists()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
@@ -229,6 +242,21 @@ def test_resume_refuses_a_damaged_or_foreign_checkpoint(dataset, tmp_path, case,
     assert message in str(err.value) and str(last) in str(err.value)
     assert {p.name: p.read_bytes() for p in (last, run_dir / "history.csv")} == before
     assert not (run_dir / "checkpoints" / "best.pt").exists()
+
+
+def test_cli_resume_with_a_damaged_checkpoint_fails_naming_it(dataset, tmp_path, capsys):
+    """crackkit run --resume exits 1 naming the damaged last.pt, which it leaves as it was."""
+    cfg = run_config(dataset)
+    run_dir = start_run(cfg, tmp_path / "run")
+    last = run_dir / "checkpoints" / "last.pt"
+    _foreign_checkpoint(cfg, last, "truncated")
+    before = last.read_bytes()
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "notebook 02_train.ipynb failed: CheckpointError: " in err
+    assert f"checkpoint {last} is damaged or not a crackkit checkpoint" in err
+    assert last.read_bytes() == before
+    assert not (run_dir / "metrics.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,6 +388,25 @@ def test_cli_reports_bad_data_and_keeps_the_attempt(tmp_path, capsys):
     assert main([*argv, "--quiet"]) == 1
     assert "exists from an earlier attempt and is not overwritten" in capsys.readouterr().err
     assert (run_dir / "notebooks" / "01_prepare.ipynb").read_bytes() == failed
+
+
+def test_cli_says_how_to_resume_when_the_kernel_dies(tmp_path, capsys, monkeypatch):
+    """A training kernel killed from outside ends in one error line with the resume command."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    run_dir = tmp_path / "run"
+
+    def kernel_killed_in_training(src, dst, parameters, **kwargs):
+        if src.endswith("02_train.ipynb"):
+            (run_dir / "config.json").write_text("{}")
+            raise DeadKernelError("Kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", kernel_killed_in_training)
+    assert main(["run", "--preset", "tiny", "--run-dir", str(run_dir), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "02_train.ipynb stopped: its kernel died (killed, or out of memory)" in err
+    assert f"continue with: crackkit run --resume {run_dir}" in err
 
 
 # ---------------------------------------------------------------------------------------------
