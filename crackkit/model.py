@@ -48,10 +48,9 @@ class FeatureNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, num_features, 1, 1)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)
-        out = (x.float() - mean) * torch.rsqrt(var + self.eps) * self.scale
-        if self.bias is not None:
-            out = out + self.bias
+        # One group per channel: (x - mean) / sqrt(var + eps) over H, W, in float32.
+        bias = None if self.bias is None else self.bias.view(-1)
+        out = F.group_norm(x.float(), x.shape[1], self.scale.view(-1), bias, self.eps)
         return out.to(x.dtype)
 
 

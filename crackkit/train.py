@@ -77,8 +77,8 @@ class TrainResult:
 
 def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, fused=True)
 
 
 def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer):
