@@ -14,7 +14,9 @@ import argparse
 import datetime as _dt
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,38 @@ def render_html(notebook: Path) -> Path:
     return atomic_write_text(notebook.with_suffix(".html"), body)
 
 
+@contextmanager
+def _follow_log(path: Path, interval: float = 0.5):
+    """Echo the lines a notebook's kernel appends to the run log while the block runs."""
+    offset = path.stat().st_size if path.exists() else 0
+    stop = threading.Event()
+
+    def pump() -> None:
+        nonlocal offset
+        while True:
+            finished = stop.wait(interval)
+            if path.exists():
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                # print whole lines only; a partial last line waits for the next round
+                cut = chunk.rfind(b"\n") + 1
+                if cut:
+                    sys.stdout.write(chunk[:cut].decode("utf-8", "replace"))
+                    sys.stdout.flush()
+                    offset += cut
+            if finished:
+                return
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bool) -> None:
     import papermill
     from nbclient.exceptions import DeadKernelError
@@ -61,16 +95,17 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bo
     env_bin = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(env_bin):
         os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")
+    follow = _follow_log(dst.parent.parent / RUN_FILES["log"]) if log_output else nullcontext()
     try:
-        papermill.execute_notebook(
-            str(src),
-            str(dst),
-            parameters=parameters,
-            kernel_name="python3",
-            progress_bar=False,
-            log_output=log_output,
-            cwd=str(ROOT),
-        )
+        with follow:
+            papermill.execute_notebook(
+                str(src),
+                str(dst),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(ROOT),
+            )
     except papermill.PapermillExecutionError as exc:
         raise PipelineError(
             f"notebook {src.name} failed: {exc.ename}: {exc.evalue}\n"

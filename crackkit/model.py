@@ -50,7 +50,8 @@ class FeatureNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One group per channel: (x - mean) / sqrt(var + eps) over H, W, in float32.
         bias = None if self.bias is None else self.bias.view(-1)
-        out = F.group_norm(x.float(), x.shape[1], self.scale.view(-1), bias, self.eps)
+        # torch.group_norm, unlike F.group_norm, accepts a 1x1 map at batch size 1.
+        out = torch.group_norm(x.float(), x.shape[1], self.scale.view(-1), bias, self.eps)
         return out.to(x.dtype)
 
 
