@@ -125,7 +125,8 @@ def compute_metrics(
     out["decision"] = dec.to_dict()
     has_cracks = bool(pred.masks.reshape(len(pred.masks), -1).any(axis=1).any())
     if has_cracks:
-        sweep = M.tolerance_sweep(pred.probs, pred.masks, tolerance=tolerance)
+        views = M.segmentation_metrics(pred.probs, pred.masks, tolerance=tolerance)
+        sweep = views["tolerance"]
         out["pixel_2px"] = sweep.to_dict()
         out["pixel_2px_curve"] = {
             "threshold": sweep.thresholds.tolist(),
@@ -133,9 +134,9 @@ def compute_metrics(
             "recall": sweep.recall.tolist(),
             "f1": sweep.f1.tolist(),
         }
-        out["pixel"] = M.tolerance_sweep(pred.probs, pred.masks, tolerance=0).to_dict()
-        out.update(M.dice_iou_sweep(pred.probs, pred.masks).to_dict())
-        out.update(M.ods_ois(pred.probs, pred.masks, tolerance=tolerance))
+        out["pixel"] = views["pixel"].to_dict()
+        out.update(views["dice_iou"].to_dict())
+        out.update(views["ods_ois"])
     return out
 
 

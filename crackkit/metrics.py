@@ -83,6 +83,7 @@ __all__ = [
     "default_thresholds",
     "dice_iou_sweep",
     "ods_ois",
+    "segmentation_metrics",
     "tolerance_sweep",
 ]
 
@@ -232,6 +233,19 @@ class Counts:
     def has_crack(self) -> np.ndarray:
         """(N,) bool, True for images whose mask is not empty."""
         return self.gt_pos > 0
+
+    def without_tolerance(self) -> Counts:
+        """The same counts for tolerance 0, derived from ``tp_plain``, ``pred_pos``, ``gt_pos``."""
+        return Counts(
+            thresholds=self.thresholds,
+            tolerance=0,
+            tp=self.tp_plain,
+            fp=self.pred_pos - self.tp_plain,
+            fn=self.gt_pos[:, None] - self.tp_plain,
+            tp_plain=self.tp_plain,
+            pred_pos=self.pred_pos,
+            gt_pos=self.gt_pos,
+        )
 
 
 def _dilate(g: np.ndarray, r: int) -> np.ndarray:
@@ -434,7 +448,10 @@ def tolerance_sweep(
     Raises:
         ValueError: on malformed inputs, or when no mask contains a crack.
     """
-    counts = count_stats(probs, masks, tolerance, thresholds)
+    return _tolerance_sweep(count_stats(probs, masks, tolerance, thresholds))
+
+
+def _tolerance_sweep(counts: Counts) -> ToleranceSweep:
     rows = _crack_rows(counts)
     precision, recall, f1 = _prf(counts.tp[rows], counts.fp[rows], counts.fn[rows])
     mean_p, mean_r, mean_f = precision.mean(axis=0), recall.mean(axis=0), f1.mean(axis=0)
@@ -501,7 +518,10 @@ def dice_iou_sweep(probs: Any, masks: Any, thresholds: Any = None) -> DiceIoU:
     Raises:
         ValueError: on malformed inputs, or when no mask contains a crack.
     """
-    counts = count_stats(probs, masks, 0, thresholds)
+    return _dice_iou(count_stats(probs, masks, 0, thresholds))
+
+
+def _dice_iou(counts: Counts) -> DiceIoU:
     rows = _crack_rows(counts)
     inter = counts.tp_plain[rows]
     pred = counts.pred_pos[rows]
@@ -541,7 +561,10 @@ def ods_ois(probs: Any, masks: Any, tolerance: int = 2, thresholds: Any = None) 
     Raises:
         ValueError: on malformed inputs, or when no mask contains a crack.
     """
-    counts = count_stats(probs, masks, tolerance, thresholds)
+    return _ods_ois(count_stats(probs, masks, tolerance, thresholds))
+
+
+def _ods_ois(counts: Counts) -> dict[str, Any]:
     rows = _crack_rows(counts)
     precision, recall, f1 = _prf(
         counts.tp.sum(axis=0), counts.fp.sum(axis=0), counts.fn.sum(axis=0)
@@ -578,6 +601,26 @@ _DECISION_SCALARS = (
     "n_samples",
     "n_positive",
 )
+
+
+def segmentation_metrics(
+    probs: Any, masks: Any, tolerance: int = 2, thresholds: Any = None
+) -> dict[str, Any]:
+    """Every pixel-level view from one counting pass: what an evaluation reports.
+
+    Returns:
+        ``{"tolerance": ToleranceSweep, "pixel": ToleranceSweep (tolerance 0), "dice_iou": DiceIoU,
+        "ods_ois": dict}``, each equal to what :func:`tolerance_sweep`, :func:`dice_iou_sweep` and
+        :func:`ods_ois` return for the same inputs.
+    """
+    counts = count_stats(probs, masks, tolerance, thresholds)
+    plain = counts.without_tolerance()
+    return {
+        "tolerance": _tolerance_sweep(counts),
+        "pixel": _tolerance_sweep(plain),
+        "dice_iou": _dice_iou(plain),
+        "ods_ois": _ods_ois(counts),
+    }
 
 
 @dataclass(frozen=True)

@@ -5,19 +5,34 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture
-def kit_dirs(tmp_path, monkeypatch):
-    """Private data and runs folders, for this process and for notebook kernels it starts."""
+def _redirect(mp: pytest.MonkeyPatch, base) -> dict:
+    """Point crackkit's data and runs folders at ``base``, here and in kernels started later."""
     import crackkit.paths as paths
 
-    data = tmp_path / "data"
-    runs = tmp_path / "runs"
-    (data / "processed").mkdir(parents=True)
-    runs.mkdir()
-    monkeypatch.setattr(paths, "DATA_DIR", data)
-    monkeypatch.setattr(paths, "RAW_DIR", data / "raw")
-    monkeypatch.setattr(paths, "PROCESSED_DIR", data / "processed")
-    monkeypatch.setattr(paths, "RUNS_DIR", runs)
-    monkeypatch.setenv("CRACKKIT_DATA_DIR", str(data))
-    monkeypatch.setenv("CRACKKIT_RUNS_DIR", str(runs))
-    return {"data": data, "processed": data / "processed", "runs": runs}
+    data = base / "data"
+    runs = base / "runs"
+    (data / "processed").mkdir(parents=True, exist_ok=True)
+    runs.mkdir(exist_ok=True)
+    mp.setattr(paths, "DATA_DIR", data)
+    mp.setattr(paths, "RAW_DIR", data / "raw")
+    mp.setattr(paths, "PROCESSED_DIR", data / "processed")
+    mp.setattr(paths, "RUNS_DIR", runs)
+    mp.setenv("CRACKKIT_DATA_DIR", str(data))
+    mp.setenv("CRACKKIT_RUNS_DIR", str(runs))
+    return {"base": base, "data": data, "processed": data / "processed", "runs": runs}
+
+
+@pytest.fixture
+def kit_dirs(tmp_path, monkeypatch):
+    """Private data and runs folders for one test."""
+    return _redirect(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_kit_dirs(tmp_path_factory):
+    """Private data and runs folders shared by the tests of one module."""
+    mp = pytest.MonkeyPatch()
+    try:
+        yield _redirect(mp, tmp_path_factory.mktemp("kit"))
+    finally:
+        mp.undo()

@@ -25,27 +25,14 @@ SEED_SECTIONS = [
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(module_kit_dirs):
     """One tiny pipeline run, shared by the tests of this module."""
-    base = tmp_path_factory.mktemp("pipeline")
-    mp = pytest.MonkeyPatch()
-    import crackkit.paths as paths
-
-    for name, value in {
-        "DATA_DIR": base / "data",
-        "RAW_DIR": base / "data" / "raw",
-        "PROCESSED_DIR": base / "data" / "processed",
-        "RUNS_DIR": base / "runs",
-    }.items():
-        mp.setattr(paths, name, value)
-    mp.setenv("CRACKKIT_DATA_DIR", str(base / "data"))
-    mp.setenv("CRACKKIT_RUNS_DIR", str(base / "runs"))
+    base = module_kit_dirs["base"]
     run_dir = base / "runs" / "tiny"
     code = main(
         ["run", "--preset", "tiny", "--run-dir", str(run_dir), "-p", "epochs", "2", "--quiet"]
     )
-    yield code, run_dir
-    mp.undo()
+    return code, run_dir
 
 
 def test_driver_succeeds(finished_run, capsys):

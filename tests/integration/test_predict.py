@@ -62,21 +62,10 @@ def _hand_made_checkpoint(
 
 
 @pytest.fixture(scope="module")
-def kit(tmp_path_factory):
+def kit(module_kit_dirs):
     """A tiny trained segdecnet++ run, hand-made segdecnet checkpoints and a mixed image folder."""
-    base = tmp_path_factory.mktemp("predict")
+    base = module_kit_dirs["base"]
     mp = pytest.MonkeyPatch()
-    import crackkit.paths as paths
-
-    for name, value in {
-        "DATA_DIR": base / "data",
-        "RAW_DIR": base / "data" / "raw",
-        "PROCESSED_DIR": base / "data" / "processed",
-        "RUNS_DIR": base / "runs",
-    }.items():
-        mp.setattr(paths, name, value)
-    mp.setenv("CRACKKIT_DATA_DIR", str(base / "data"))
-    mp.setenv("CRACKKIT_RUNS_DIR", str(base / "runs"))
     try:
         import crackkit.pipeline
         from crackkit.pipeline import train_run

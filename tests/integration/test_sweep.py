@@ -29,25 +29,12 @@ def _sweep(parent, *extra):
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
+def swept(module_kit_dirs):
     """The sweep's folder, its exit code and its printed output."""
-    base = tmp_path_factory.mktemp("sweep")
-    mp = pytest.MonkeyPatch()
-    import crackkit.paths as paths
-
-    for name, value in {
-        "DATA_DIR": base / "data",
-        "RAW_DIR": base / "data" / "raw",
-        "PROCESSED_DIR": base / "data" / "processed",
-        "RUNS_DIR": base / "runs",
-    }.items():
-        mp.setattr(paths, name, value)
-    mp.setenv("CRACKKIT_DATA_DIR", str(base / "data"))
-    mp.setenv("CRACKKIT_RUNS_DIR", str(base / "runs"))
+    base = module_kit_dirs["base"]
     parent = base / "runs" / "lr-sweep"
     code, out = _sweep(parent)
-    yield parent, code, out
-    mp.undo()
+    return parent, code, out
 
 
 def test_sweep_succeeds(swept):
