@@ -90,6 +90,7 @@ class RunConfig:
     scheduler_step: int = field(default=0, metadata=_range(0))
     scheduler_gamma: float = field(default=0.1, metadata=_range(0.0, 1.0, lo_open=True))
     use_negatives: bool = True
+    negatives_without_mask: bool = False
     # Reproducibility and speed
     seed: int = field(default=0, metadata=_range(0))
     device: str = field(default="auto", metadata=_choice(*DEVICES))

@@ -311,7 +311,8 @@ def scan_split(
     else:
         raise DatasetError(
             f"{masks_dir}: folder not found; each split needs images/ and masks/ (or pass "
-            "negatives_without_mask=True when every image of the split is crack-free)"
+            "negatives_without_mask=True (crackkit run -p negatives_without_mask True) when every "
+            "image of the split is crack-free)"
         )
     orphans = sorted(set(masks) - set(images))
     if orphans:
@@ -324,7 +325,8 @@ def scan_split(
         raise DatasetError(
             f"{images[missing[0]]}: image without a mask in {masks_dir}"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            + "; give crack-free images an all-zero mask, or pass negatives_without_mask=True"
+            + "; give crack-free images an all-zero mask, or let images without a mask count as "
+            "crack-free with negatives_without_mask=True (crackkit run -p negatives_without_mask True)"
         )
     samples = [
         Sample(images[stem], masks.get(stem), None if stem in masks else False)
