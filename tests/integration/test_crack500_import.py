@@ -425,3 +425,33 @@ def test_detect_layout_prefers_crops_over_full(tmp_path):
     _make_source(tmp_path, "full", "CRACK500")
     layout = detect_layout(tmp_path)
     assert layout.name == "crops" and set(layout.full) == {"train", "val", "test"}
+
+
+def test_one_epoch_run_on_the_imported_set(tmp_path, kit_dirs):
+    """An imported CRACK500-like archive trains and evaluates by its name, crack500."""
+    from crackkit.config import make_config
+    from crackkit.pipeline import evaluate_run, report_run, train_run
+
+    archive = _pack(_make_source(tmp_path / "src", "crops", "CRACK500"), tmp_path / "c.zip", "zip")
+    import_archive(archive, kit_dirs["processed"], **QUIET)
+    cfg = make_config(
+        {
+            "dataset": "crack500",
+            "input_height": H,
+            "input_width": W,
+            "epochs": 1,
+            "batch_size": 1,
+            "amp": "off",
+        },
+        preset="tiny",
+    )
+    result = train_run(cfg, kit_dirs["runs"] / "c500", progress=False)
+    assert [row["epoch"] for row in result.history] == [1]
+    metrics = evaluate_run(result.run_dir, progress=False, n_gallery=2)
+    assert metrics["n_images"] == COUNTS["test"] and metrics["n_positive"] == COUNTS["test"]
+    assert metrics["decision"]["auc"] is None and metrics["decision"]["notes"]
+    assert 0.0 <= metrics["pixel_2px"]["f1"] <= 1.0
+    summary = json.loads((result.run_dir / "dataset.json").read_text())["counts"]
+    assert summary["train"] == {"positives": 3, "negatives": 0, "sum": 3}
+    report = report_run(result.run_dir).read_text()
+    assert "| Li et al. | 0.7909 | 0.765 | 0.7778 |" in report
