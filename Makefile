@@ -34,7 +34,7 @@ lint: $(TSTAMP)
 	$(BIN)/ruff check .
 
 benchmarks: $(STAMP)
-	$(BIN)/python benchmarks/metrics.py
+	for b in metrics train_step data_memory evaluate; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)
