@@ -14,7 +14,7 @@ from crackkit.paths import NOTEBOOKS_DIR
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 CONFIG_NOTEBOOKS = {
-    "01_prepare.ipynb": ("run_dir",),
+    "01_prepare.ipynb": ("run_dir", "crack500_url", "crack500_archive", "crack500_sha256"),
     "02_train.ipynb": ("run_dir", "resume", "overwrite"),
 }
 RUN_NOTEBOOKS = {
@@ -110,3 +110,43 @@ def test_compare_notebook_refuses_bad_parameters(tmp_path, params, message):
             progress_bar=False,
         )
     assert message in info.value.evalue
+
+
+def test_prepare_notebook_fetches_crack500_from_an_archive(tmp_path, kit_dirs):
+    """With crack500_archive set, the prepare notebook imports the archive and prepares it."""
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "src" / "CRACK500"
+    for split, n in {"train": 2, "val": 1, "test": 1}.items():
+        for i in range(n):
+            folder = src / f"{split}crop"
+            folder.mkdir(parents=True, exist_ok=True)
+            mask = np.zeros((24, 40), np.uint8)
+            mask[5 + i, :] = 255
+            Image.fromarray(np.full((24, 40, 3), 120, np.uint8)).save(folder / f"{split}{i}.jpg")
+            Image.fromarray(mask).save(folder / f"{split}{i}.png")
+    archive = tmp_path / "CRACK500.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(src.parent.rglob("*.*")):
+            zf.write(path, path.relative_to(src.parent).as_posix())
+    papermill.execute_notebook(
+        str(NOTEBOOKS_DIR / "01_prepare.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        parameters={
+            "dataset": "crack500",
+            "input_height": 24,
+            "input_width": 40,
+            "crack500_archive": str(archive),
+        },
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    processed = kit_dirs["processed"] / "crack500"
+    assert sorted(p.name for p in (processed / "train" / "images").iterdir()) == [
+        "train0.jpg",
+        "train1.jpg",
+    ]
+    assert (kit_dirs["data"] / "raw" / "CRACK500.zip").is_file()
