@@ -91,6 +91,7 @@ class RunConfig:
     scheduler_gamma: float = field(default=0.1, metadata=_range(0.0, 1.0, lo_open=True))
     use_negatives: bool = True
     negatives_without_mask: bool = False
+    negatives_dir: str = ""
     # Reproducibility and speed
     seed: int = field(default=0, metadata=_range(0))
     device: str = field(default="auto", metadata=_choice(*DEVICES))

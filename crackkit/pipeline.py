@@ -74,7 +74,12 @@ def prepare(
         DatasetError: missing data set, bad files or an empty split (the message names them).
     """
     root = resolve_dataset(cfg, progress=progress)
-    splits = load_splits(root, cfg.seed, negatives_without_mask=cfg.negatives_without_mask)
+    splits = load_splits(
+        root,
+        cfg.seed,
+        negatives_without_mask=cfg.negatives_without_mask,
+        negatives_dir=cfg.negatives_dir or None,
+    )
     for name, samples in splits.items():
         if not samples:
             raise DatasetError(f"split {name!r} of {root} is empty")

@@ -17,7 +17,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from crackkit.config import RunConfig
-from crackkit.data.folder import DatasetError, Sample, read_image, read_mask, scan_split
+from crackkit.data.folder import (
+    DatasetError,
+    Sample,
+    image_size,
+    list_image_files,
+    read_image,
+    read_mask,
+    scan_split,
+)
 from crackkit.data.synthetic import SyntheticSpec, ensure_synthetic
 from crackkit.data.weights import dilate_mask, distance_weights
 from crackkit import paths
@@ -78,9 +86,18 @@ def resolve_dataset(
 
 
 def load_splits(
-    root: Path, seed: int = 0, *, negatives_without_mask: bool = False, check: bool = True
+    root: Path,
+    seed: int = 0,
+    *,
+    negatives_without_mask: bool = False,
+    negatives_dir: str | Path | None = None,
+    check: bool = True,
 ) -> dict[str, list[Sample]]:
-    """Scan train/val/test; when ``val`` is absent, split it from train (seeded, 15%)."""
+    """Scan train/val/test; when ``val`` is absent, split it from train (seeded, 15%).
+
+    ``negatives_dir`` adds crack-free images: ``negatives_dir/<split>/`` holds image files only,
+    each served with an all-zero mask.
+    """
     root = Path(root)
     splits: dict[str, list[Sample]] = {}
     for split in SPLITS:
@@ -89,6 +106,8 @@ def load_splits(
         splits[split] = scan_split(
             root, split, negatives_without_mask=negatives_without_mask, check=check
         )
+    if negatives_dir:
+        _add_negatives(splits, Path(negatives_dir).expanduser())
     if "val" not in splits:
         train = splits["train"]
         if len(train) < 2:
@@ -98,6 +117,28 @@ def load_splits(
         splits["val"] = [train[i] for i in sorted(order[:n_val])]
         splits["train"] = [train[i] for i in sorted(order[n_val:])]
     return {s: splits[s] for s in SPLITS}
+
+
+def _add_negatives(splits: dict[str, list[Sample]], folder: Path) -> None:
+    if not folder.is_dir():
+        raise DatasetError(
+            f"negatives_dir {folder}: folder not found; it should hold train/, val/ and/or test/ "
+            "folders of crack-free images"
+        )
+    found = [s for s in SPLITS if (folder / s).is_dir()]
+    if not found:
+        raise DatasetError(
+            f"negatives_dir {folder}: no train/, val/ or test/ folder inside; put the crack-free "
+            "images of each split in such a folder"
+        )
+    for split in found:
+        if split not in splits:
+            raise DatasetError(
+                f"negatives_dir {folder / split}: the data set has no {split!r} split to add to"
+            )
+        for path in sorted(list_image_files(folder / split).values()):
+            image_size(path)
+            splits[split].append(Sample(image=path, mask=None, positive=False))
 
 
 def split_summary(splits: dict[str, list[Sample]]) -> dict[str, dict[str, int]]:

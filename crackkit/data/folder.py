@@ -99,6 +99,15 @@ class Sample:
         return self.image.stem
 
 
+def list_image_files(folder: str | Path) -> dict[str, Path]:
+    """Map stem -> path for the image files of ``folder``; clutter is skipped, anything else refused.
+
+    Raises:
+        DatasetError: a subfolder, an unsupported extension or two files sharing a stem.
+    """
+    return _list_files(Path(folder))
+
+
 def _accepted() -> str:
     return ", ".join(IMAGE_EXTENSIONS)
 

@@ -115,3 +115,31 @@ def test_no_validation_uses_last_model(folder, tmp_path):
     result = train(cfg, tmp_path / "run", load_splits(folder), progress=False, log=lambda _: None)
     assert result.checkpoint.name == "last.pt"
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
+def test_negatives_dir_adds_crack_free_images(folder, tmp_path):
+    """negatives_dir/<split>/ images join that split as negatives with all-zero masks."""
+    extra = tmp_path / "negatives"
+    (extra / "train").mkdir(parents=True)
+    for i in range(3):
+        write_img = np.full((32, 48, 3), 90 + i, np.uint8)
+        from PIL import Image
+
+        Image.fromarray(write_img).save(extra / "train" / f"clean{i}.png")
+    splits = load_splits(folder, negatives_dir=extra)
+    added = [s for s in splits["train"] if s.image.parent == extra / "train"]
+    assert len(added) == 3 and all(s.positive is False and s.mask is None for s in added)
+    assert len(splits["val"]) == 6
+    ds = CrackDataset(splits["train"], _cfg(folder), train=False)
+    assert ds[len(ds) - 1]["mask"].sum() == 0 and ds.labels.count(False) == 2 + 3
+
+
+def test_negatives_dir_errors_name_the_folder(folder, tmp_path):
+    """A missing or empty negatives_dir is refused with its path named."""
+    from crackkit.data.folder import DatasetError
+
+    with pytest.raises(DatasetError, match="negatives_dir .*nowhere: folder not found"):
+        load_splits(folder, negatives_dir=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no train/, val/ or test/ folder inside"):
+        load_splits(folder, negatives_dir=tmp_path / "empty")
