@@ -56,7 +56,7 @@ from crackkit.data.folder import scan_split
 from crackkit.evaluate import Predictions, compute_metrics, full_resolution, predict
 from crackkit.metrics import count_stats, default_thresholds
 from crackkit.model import ARCHITECTURES, build_model
-from crackkit.runtime import resolve_amp, resolve_channels_last, resolve_device
+from crackkit.runtime import configure_speed, resolve_device
 
 
 def _metrics_benchmark():
@@ -145,10 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
             tolerance=args.tolerance,
         )
         device = resolve_device(cfg)
-        amp_dtype = resolve_amp(cfg, device)
-        channels_last = resolve_channels_last(cfg, device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        amp_dtype, channels_last = configure_speed(cfg, device)
         dataset = CrackDataset(scan_split(folder, "test"), cfg, train=False)
         reads = [dataset.read(i) for i in range(k_inf)]
         pre_images = torch.stack(

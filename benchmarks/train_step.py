@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from crackkit.config import RunConfig
 from crackkit.losses import decision_loss, loss_weights, segmentation_loss
 from crackkit.model import ARCHITECTURES, build_model
-from crackkit.runtime import resolve_amp, resolve_channels_last, resolve_device
+from crackkit.runtime import configure_speed, resolve_device
 from crackkit.train import build_optimizer, train_one_epoch
 
 
@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         amp=args.amp,
     )
     device = resolve_device(cfg)
-    amp_dtype = resolve_amp(cfg, device)
-    channels_last = resolve_channels_last(cfg, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    amp_dtype, channels_last = configure_speed(cfg, device)
     bs = cfg.batch_size
     block = args.block_images or (bs if device.type == "cpu" else 8 * bs)
     seg_w, dec_w = loss_weights(

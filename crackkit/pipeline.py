@@ -33,7 +33,7 @@ from crackkit.runs import (
     run_logger,
     write_csv,
 )
-from crackkit.runtime import resolve_amp, resolve_channels_last, resolve_device
+from crackkit.runtime import configure_speed, resolve_device
 from crackkit.train import CheckpointError, TrainResult, load_checkpoint, load_model, train
 
 __all__ = [
@@ -214,8 +214,7 @@ def evaluate_run(
     ckpt = Path(checkpoint) if checkpoint else chosen_checkpoint(run_dir, cfg)
     device = resolve_device(cfg)
     model, _, state = load_model(ckpt, device)
-    amp_dtype = resolve_amp(cfg, device)
-    channels_last = resolve_channels_last(cfg, device)
+    amp_dtype, channels_last = configure_speed(cfg, device)
     prepared = prepare(cfg, progress=progress)
     if split not in prepared.splits:
         raise DatasetError(f"unknown split {split!r}; available: {', '.join(prepared.splits)}")

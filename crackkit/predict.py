@@ -94,7 +94,7 @@ from crackkit.data.folder import IMAGE_EXTENSIONS, DatasetError, image_size, rea
 from crackkit.evaluate import full_resolution, to_input
 from crackkit.model import DOWNSAMPLING
 from crackkit.runs import RUN_FILES, RunDirError, write_csv
-from crackkit.runtime import autocast, resolve_amp, resolve_channels_last
+from crackkit.runtime import autocast, configure_speed
 from crackkit.train import CheckpointError, load_model
 
 __all__ = [
@@ -229,8 +229,7 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.cfg = cfg
         self.device = _resolve_device(device)
-        self.amp_dtype = resolve_amp(cfg, self.device)
-        self.channels_last = resolve_channels_last(cfg, self.device)
+        self.amp_dtype, self.channels_last = configure_speed(cfg, self.device)
         model = model.to(self.device).eval()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

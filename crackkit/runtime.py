@@ -24,6 +24,7 @@ __all__ = [
     "resolve_device",
     "resolve_amp",
     "resolve_channels_last",
+    "configure_speed",
     "autocast",
     "seed_everything",
     "rng_state",
@@ -65,6 +66,16 @@ def resolve_channels_last(cfg: RunConfig, device: torch.device) -> bool:
     if cfg.channels_last == "auto":
         return device.type == "cuda"
     return cfg.channels_last == "on"
+
+
+def configure_speed(cfg: RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """Resolve the speed switches for ``device``: ``(amp dtype or None, channels_last)``.
+
+    Also turns on ``cudnn.benchmark`` on CUDA, so training, evaluation and prediction run alike.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return resolve_amp(cfg, device), resolve_channels_last(cfg, device)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

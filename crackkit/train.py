@@ -35,8 +35,7 @@ from crackkit.model import build_model
 from crackkit.runs import RUN_FILES, atomic_write_bytes, write_csv
 from crackkit.runtime import (
     autocast,
-    resolve_amp,
-    resolve_channels_last,
+    configure_speed,
     resolve_device,
     rng_state,
     seed_everything,
@@ -281,10 +280,7 @@ def train(
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     main = dist_info.is_main
-    amp_dtype = resolve_amp(cfg, device)
-    channels_last = resolve_channels_last(cfg, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    amp_dtype, channels_last = configure_speed(cfg, device)
     seed_everything(cfg.seed, device)
 
     model = build_model(cfg.architecture, cfg.input_channels, cfg.input_height, cfg.input_width)
