@@ -10,18 +10,19 @@ values). Both methods evaluate the same network.
 
 (a) ``crackkit``: :func:`crackkit.evaluate.evaluate` is :func:`~crackkit.evaluate.predict`
     (batches of ``eval_batch_size`` 16 decoded from disk, bf16 autocast when
-    :func:`crackkit.runtime.resolve_amp` chooses it, ``inference_mode``, validation losses) followed
+    :func:`crackkit.runtime.resolve_amp` chooses it, the 15x15 convolution by tiled FFT when
+    :func:`crackkit.runtime.resolve_fft_conv` does, ``inference_mode``, validation losses) followed
     by :func:`~crackkit.evaluate.compute_metrics` (decision metrics, 2-pixel and plain sweeps,
     Dice/IoU, ODS/OIS). The benchmark calls those two functions itself: ``predict`` on one
     ``Subset`` of 16 images at a time, so that its blocks alternate with the baseline's, and
     ``compute_metrics`` once on all predictions (median of ``--repeats``).
-(b) ``original``: batch 1, float32, images preloaded as float32 tensors (loading not timed), each
-    image's probability map and score moved to the host one by one; then the 2-pixel sweep the
-    original way (per threshold, per image, counts by builtin ``sum(sum(...))`` over rows, then
-    per-image P/R/F1 in Python: ``original_way`` and ``_mean_curves`` of ``benchmarks/metrics.py``)
-    on the first ``--baseline-images`` maps, extrapolated linearly to N, and scikit-learn's decision
-    metrics. It computes no validation loss and no plain/Dice/IoU/ODS/OIS sweeps, so its time is
-    an underestimate.
+(b) ``original``: batch 1, float32, direct convolutions, images preloaded as float32 tensors
+    (loading not timed), each image's probability map and score moved to the host one by one;
+    then the 2-pixel sweep the original way (per threshold, per image, counts by builtin
+    ``sum(sum(...))`` over rows, then per-image P/R/F1 in Python: ``original_way`` and
+    ``_mean_curves`` of ``benchmarks/metrics.py``) on the first ``--baseline-images`` maps,
+    extrapolated linearly to N, and scikit-learn's decision metrics. It computes no validation
+    loss and no plain/Dice/IoU/ODS/OIS sweeps, so its time is an underestimate.
 
 Inference at 360x640 is slow on a CPU, so ``--infer-images K`` times the inference of the first
 K images only (both methods alike) and extrapolates it linearly to N; the metrics still run on N
@@ -54,9 +55,10 @@ from crackkit.config import RunConfig
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import scan_split
 from crackkit.evaluate import Predictions, compute_metrics, full_resolution, predict
+from crackkit.fftconv import set_fft_conv
 from crackkit.metrics import count_stats, default_thresholds
 from crackkit.model import ARCHITECTURES, build_model
-from crackkit.runtime import configure_speed, resolve_device
+from crackkit.runtime import configure_speed, resolve_device, resolve_fft_conv
 
 
 def _metrics_benchmark():
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--arch", default=defaults.architecture, choices=ARCHITECTURES)
     parser.add_argument("--batch-size", type=int, default=defaults.eval_batch_size)
     parser.add_argument("--amp", default=defaults.amp, choices=("auto", "off", "bf16"))
+    parser.add_argument("--fft-conv", default=defaults.fft_conv, choices=("auto", "on", "off"))
     parser.add_argument("--tolerance", type=int, default=defaults.tolerance)
     parser.add_argument("--above", type=float, default=0.05)
     parser.add_argument("--baseline-images", type=int, default=12)
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
             input_width=args.width,
             architecture=args.arch,
             amp=args.amp,
+            fft_conv=args.fft_conv,
             eval_batch_size=args.batch_size,
             tolerance=args.tolerance,
         )
@@ -157,7 +161,10 @@ def main(argv: list[str] | None = None) -> dict:
         net = build_model(cfg.architecture, cfg.input_channels, cfg.input_height, cfg.input_width)
         shift = calibrate_sparsity(net, pre_images[0], args.above)
         base_model = copy.deepcopy(net).to(device).eval()
+        set_fft_conv(base_model, False)  # the original's direct convolution
         ck_model = net.to(device)
+        fft = resolve_fft_conv(cfg, device)
+        set_fft_conv(ck_model, fft)
         if channels_last:
             ck_model = ck_model.to(memory_format=torch.channels_last)
 
@@ -196,8 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
         print(
             f"crackkit: batch {cfg.eval_batch_size}, autocast {amp_dtype or 'off (float32)'}, "
-            f"channels_last {channels_last}, images decoded from disk; original: batch 1, "
-            f"float32, preloaded float32 images; last seg bias shifted by {shift:+.2f} so "
+            f"channels_last {channels_last}, 15x15 conv by FFT {fft}, images decoded from disk; "
+            f"original: batch 1, float32, direct convolutions, preloaded float32 images; "
+            f"last seg bias shifted by {shift:+.2f} so "
             f"{args.above:.0%} of pixels of image 0 are >= 0.1"
         )
         timed(crackkit_block, [0])
@@ -309,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
             "arch": args.arch,
             "device": device.type,
             "eval_batch_size": cfg.eval_batch_size,
+            "fft_conv": fft,
             "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
             "fraction_above_0.1": round(above_ck, 4),
             "original_fraction_above_0.1": round(above_base, 4),

@@ -5,9 +5,10 @@
     ``--batch-size`` (``RunConfig``'s default 4), bf16 autocast when
     :func:`crackkit.runtime.resolve_amp` chooses it for the default config, channels-last when
     :func:`crackkit.runtime.resolve_channels_last` does, losses kept on the device and read once
-    per call.
-(b) ``original``: the SegDecNet way: batch 1, float32, images preloaded as float32 tensors and a
-    host sync (``loss.item()``) after every step.
+    per call, and the 15x15 convolution by tiled FFT when :func:`crackkit.runtime.resolve_fft_conv`
+    chooses it (``--fft-conv``; see :mod:`crackkit.fftconv`).
+(b) ``original``: the SegDecNet way: batch 1, float32, direct convolutions, images preloaded as
+    float32 tensors and a host sync (``loss.item()``) after every step.
 
 Both train the same architecture from the same initial weights (two copies, each with its own
 optimizer built by :func:`crackkit.train.build_optimizer`) with the same losses
@@ -34,9 +35,10 @@ from _common import CRACK500_TRAIN_CROPS, load_average, machine_line
 from torch.utils.data import DataLoader, Dataset
 
 from crackkit.config import RunConfig
+from crackkit.fftconv import set_fft_conv
 from crackkit.losses import decision_loss, loss_weights, segmentation_loss
 from crackkit.model import ARCHITECTURES, build_model
-from crackkit.runtime import configure_speed, resolve_device
+from crackkit.runtime import configure_speed, resolve_device, resolve_fft_conv
 from crackkit.train import build_optimizer, train_one_epoch
 
 
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--warmup-steps", type=int, default=1)
     parser.add_argument("--amp", default=defaults.amp, choices=("auto", "off", "bf16"))
+    parser.add_argument("--fft-conv", default=defaults.fft_conv, choices=("auto", "on", "off"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         architecture=args.arch,
         batch_size=args.batch_size,
         amp=args.amp,
+        fft_conv=args.fft_conv,
     )
     device = resolve_device(cfg)
     amp_dtype, channels_last = configure_speed(cfg, device)
@@ -126,9 +130,12 @@ def main(argv: list[str] | None = None) -> dict:
     net = build_model(cfg.architecture, cfg.input_channels, cfg.input_height, cfg.input_width)
     net.gradient_multiplier = 0.0 if cfg.gradient_adjustment else 1.0
     ck_model = copy.deepcopy(net).to(device)
+    fft = resolve_fft_conv(cfg, device)
+    set_fft_conv(ck_model, fft)
     if channels_last:
         ck_model = ck_model.to(memory_format=torch.channels_last)
     base_model = copy.deepcopy(net).to(device)
+    set_fft_conv(base_model, False)  # the original's direct convolution
     ck_opt = build_optimizer(cfg, ck_model)
     base_opt = build_optimizer(cfg, base_model)
     ck_model.train()
@@ -191,7 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(
         f"crackkit: batch {bs}, autocast {amp_dtype or 'off (float32)'}, channels_last "
-        f"{channels_last}, uint8 inputs; original: batch 1, float32, loss.item() every step; "
+        f"{channels_last}, 15x15 conv by FFT {fft}, uint8 inputs; original: direct "
+        f"convolutions, batch 1, float32, loss.item() every step; "
         f"blocks of {block} images, warm-up {args.warmup_steps} step(s) each"
     )
     t_warm = time.perf_counter()
@@ -258,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
         "block_images": block,
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
         "channels_last": channels_last,
+        "fft_conv": fft,
         "torch_threads": torch.get_num_threads(),
         "warmup_seconds": round(warmup_s, 1),
         "total_seconds": round(time.perf_counter() - started, 1),

@@ -97,6 +97,7 @@ class RunConfig:
     device: str = field(default="auto", metadata=_choice(*DEVICES))
     amp: str = field(default="auto", metadata=_choice(*AMP_MODES))
     channels_last: str = field(default="auto", metadata=_choice("auto", "on", "off"))
+    fft_conv: str = field(default="auto", metadata=_choice("auto", "on", "off"))
     num_workers: int = field(default=0, metadata=_range(0))
     nproc_per_node: int = field(default=1, metadata=_range(1))
     eval_batch_size: int = field(default=16, metadata=_range(1))

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crackkit.fftconv import FFTConv2d
+
 __all__ = ["ARCHITECTURES", "SegDecNet", "SegDecNetPlusPlus", "build_model", "check_input_size"]
 
 ARCHITECTURES = ("segdecnet", "segdecnet++")
@@ -55,9 +57,11 @@ class FeatureNorm(nn.Module):
         return out.to(x.dtype)
 
 
-def _conv_block(cin: int, cout: int, kernel: int) -> nn.Sequential:
+def _conv_block(
+    cin: int, cout: int, kernel: int, conv: type[nn.Conv2d] = nn.Conv2d
+) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+        conv(cin, cout, kernel, padding=kernel // 2, bias=False),
         FeatureNorm(cout),
         nn.ReLU(inplace=True),
     )
@@ -91,7 +95,8 @@ class Encoder(nn.Module):
         self.stage1 = _conv_block(in_channels, 32, 5)
         self.stage2 = nn.Sequential(*[_conv_block(c, 64, 5) for c in (32, 64, 64)])
         self.stage3 = nn.Sequential(*[_conv_block(64, 64, 5) for _ in range(4)])
-        self.stage4 = _conv_block(64, 1024, 15)
+        # The 15x15 convolution holds most of the arithmetic; it may run by FFT (crackkit.fftconv).
+        self.stage4 = _conv_block(64, 1024, 15, conv=FFTConv2d)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         s1 = self.stage1(x)

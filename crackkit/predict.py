@@ -92,9 +92,10 @@ from tqdm.auto import tqdm
 from crackkit.config import ConfigError, RunConfig, load_config
 from crackkit.data.folder import IMAGE_EXTENSIONS, DatasetError, image_size, read_image
 from crackkit.evaluate import full_resolution, to_input
+from crackkit.fftconv import set_fft_conv
 from crackkit.model import DOWNSAMPLING
 from crackkit.runs import RUN_FILES, RunDirError, write_csv
-from crackkit.runtime import autocast, configure_speed
+from crackkit.runtime import autocast, configure_speed, resolve_fft_conv
 from crackkit.train import CheckpointError, load_model
 
 __all__ = [
@@ -230,6 +231,7 @@ class Predictor:
         self.cfg = cfg
         self.device = _resolve_device(device)
         self.amp_dtype, self.channels_last = configure_speed(cfg, self.device)
+        set_fft_conv(model, resolve_fft_conv(cfg, self.device))
         model = model.to(self.device).eval()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

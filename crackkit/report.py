@@ -286,7 +286,10 @@ def _parameters_section(cfg: RunConfig) -> str:
             f"{cfg.scheduler_step}, {cfg.scheduler_gamma}" if cfg.scheduler_step else "none",
         ],
         ["Seed", cfg.seed],
-        ["Mixed precision / channels_last", f"{cfg.amp} / {cfg.channels_last}"],
+        [
+            "Mixed precision / channels_last / FFT 15x15 conv",
+            f"{cfg.amp} / {cfg.channels_last} / {cfg.fft_conv}",
+        ],
         ["Distance tolerance (px)", cfg.tolerance],
     ]
     return "\n\n".join(

@@ -25,6 +25,7 @@ __all__ = [
     "resolve_amp",
     "resolve_channels_last",
     "configure_speed",
+    "resolve_fft_conv",
     "autocast",
     "seed_everything",
     "rng_state",
@@ -66,6 +67,14 @@ def resolve_channels_last(cfg: RunConfig, device: torch.device) -> bool:
     if cfg.channels_last == "auto":
         return device.type == "cuda"
     return cfg.channels_last == "on"
+
+
+def resolve_fft_conv(cfg: RunConfig, device: torch.device | str) -> bool:
+    """Whether the 15x15 convolution runs by tiled FFT (:mod:`crackkit.fftconv`); ``auto``: on a
+    CPU (on CUDA, cuDNN's direct kernels on tensor cores are the faster way)."""
+    if cfg.fft_conv == "auto":
+        return torch.device(device).type == "cpu"
+    return cfg.fft_conv == "on"
 
 
 def configure_speed(cfg: RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:

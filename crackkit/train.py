@@ -30,6 +30,7 @@ from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import Sample
 from crackkit.data.sampling import FrequencySampler
 from crackkit.evaluate import evaluate, to_input
+from crackkit.fftconv import set_fft_conv
 from crackkit.losses import decision_loss, loss_weights, segmentation_loss
 from crackkit.model import build_model
 from crackkit.runs import RUN_FILES, atomic_write_bytes, write_csv
@@ -37,6 +38,7 @@ from crackkit.runtime import (
     autocast,
     configure_speed,
     resolve_device,
+    resolve_fft_conv,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -207,6 +209,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
         raise CheckpointError(
             f"checkpoint {path} does not fit a {cfg.architecture} model: {exc}"
         ) from None
+    set_fft_conv(model, resolve_fft_conv(cfg, device))
     return model.to(device), cfg, state
 
 
@@ -285,6 +288,7 @@ def train(
 
     model = build_model(cfg.architecture, cfg.input_channels, cfg.input_height, cfg.input_width)
     model.gradient_multiplier = 0.0 if cfg.gradient_adjustment else 1.0
+    set_fft_conv(model, resolve_fft_conv(cfg, device))
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
