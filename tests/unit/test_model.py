@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from crackkit.losses import decision_loss
-from crackkit.model import ARCHITECTURES, build_model
+from crackkit.model import ARCHITECTURES, FeatureNorm, build_model
 
 OUTPUT_STRIDE = {"segdecnet": 8, "segdecnet++": 1}
 
@@ -134,3 +134,23 @@ def test_forward_is_deterministic_on_cpu(architecture: str) -> None:
             outputs.append(model(x))
     for first, second in zip(*outputs, strict=True):
         assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_feature_norm_against_hand_formula(dtype: torch.dtype) -> None:
+    """(x - mean) / sqrt(var + eps) * scale + bias per sample and channel over H, W (float64
+    oracle); the bf16 CPU path (no float32 copy) within bf16 rounding."""
+    torch.manual_seed(0)
+    norm = FeatureNorm(3)
+    with torch.no_grad():
+        norm.scale.copy_(torch.tensor([0.5, 1.0, 2.0]).view(1, 3, 1, 1))
+        norm.bias.copy_(torch.tensor([0.0, -1.0, 3.0]).view(1, 3, 1, 1))
+    x = torch.randn(2, 3, 5, 7) * 4 + 2
+    x64 = x.to(dtype).double()
+    mean = x64.mean(dim=(2, 3), keepdim=True)
+    var = x64.var(dim=(2, 3), unbiased=False, keepdim=True)
+    expected = (x64 - mean) / torch.sqrt(var + norm.eps) * norm.scale.double() + norm.bias.double()
+    out = norm(x.to(dtype))
+    assert out.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16 output: 8 significant bits
+    torch.testing.assert_close(out.double(), expected, atol=tol, rtol=tol)

@@ -12,7 +12,6 @@ from crackkit import fftconv
 from crackkit.config import ConfigError, RunConfig
 from crackkit.fftconv import MIN_TRAIN_PIXELS, FFTConv2d, fft_conv2d, set_fft_conv, tile_sizes
 from crackkit.model import build_model
-from crackkit.runtime import resolve_fft_conv
 
 
 def _oracle(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -208,10 +207,6 @@ def test_network_with_fft_equals_network_without(arch, monkeypatch):
         torch.testing.assert_close(fft(x)[1], direct(x)[1], atol=1e-4, rtol=1e-4)
 
 
-def test_fft_conv_parameter_resolution():
-    assert resolve_fft_conv(RunConfig(), "cpu") is True
-    assert resolve_fft_conv(RunConfig(), torch.device("cuda")) is False
-    assert resolve_fft_conv(RunConfig(fft_conv="on"), "cuda") is True
-    assert resolve_fft_conv(RunConfig(fft_conv="off"), "cpu") is False
+def test_bad_fft_conv_value_names_the_parameter():
     with pytest.raises(ConfigError, match="fft_conv"):
         RunConfig(fft_conv="yes")
