@@ -14,9 +14,9 @@ Layout and arithmetic, all differentiable by autograd (gradients are those of th
 * the input tiles go through ``torch.fft.rfft2``; the weight spectrum is two real products with
   DFT matrices that write it frequency-major, as the channel sum reads it;
 * the channel sum is one real ``bmm`` over real and imaginary parts stacked, so that under bf16
-  autocast it runs in bf16 as the direct convolution would, and so does the first (largest) step
-  of the inverse; the forward transforms and the last inverse step stay in float32. The error is
-  then that of a bf16 convolution (``benchmarks/fft_conv.py`` prints both);
+  autocast it runs in bf16 as the direct convolution would, and so does the inverse; the forward
+  transforms of input and weight stay in float32. The error is then that of a bf16 convolution
+  (``benchmarks/fft_conv.py`` prints both);
 * the inverse keeps only the ``t x t`` valid outputs of each tile: two small real matrix products,
   not a full inverse FFT.
 
@@ -132,8 +132,9 @@ def fft_conv2d(
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, padding=k // 2)`` computed by tiled FFT.
 
-    x: (N, C, H, W); weight: (O, C, k, k) with k odd -> (N, O, H, W) float32; under autocast the
-    channel sum runs in the autocast dtype. ``spectrum`` is a cached :func:`weight_spectrum` for
+    x: (N, C, H, W); weight: (O, C, k, k) with k odd -> (N, O, H, W), float32, or under autocast
+    the autocast dtype (in which the channel sum and the inverse then run); channels-last when
+    ``x`` is. ``spectrum`` is a cached :func:`weight_spectrum` for
     these tile sizes (inference only).
     """
     n, c, h, w = x.shape
@@ -159,14 +160,18 @@ def fft_conv2d(
     # ((f, u), (q, M), 2C) @ ((f, u), 2C, O): in the autocast dtype when autocast is on.
     ys = torch.bmm(xcat, spectrum.reshape(freqs, 2 * c, o))
     ys = ys.view(half, 2 * lh, m * o)  # (f, (u, q), (M, O))
-    # Inverse along the height, in the dtype of the channel sum (bf16 under autocast: this reads
-    # the largest array of the layer; the error stays that of a bf16 convolution, see the tests).
-    z = torch.matmul(mats["inv_h"].to(ys.dtype), ys)  # (f, (q', s), (M, O))
-    with torch.autocast(x.device.type, enabled=False):
-        # Along the width, Hermitian half spectrum to real values, in float32.
-        out = mats["inv_w"] @ z.float().view(2 * half, th * m * o)  # (t, (s, M, O))
-        out = out.view(tw, th, n, nh, nw, o).permute(2, 5, 3, 1, 4, 0)
-        return out.reshape(n, o, nh * th, nw * tw)[:, :, :h, :w]
+    # The inverse runs in the dtype of the channel sum: bf16 under autocast, as a bf16 direct
+    # convolution computes and returns its output (the tests bound the error by that of one).
+    z = torch.matmul(mats["inv_h"].to(ys.dtype), ys)  # (f, (q', s), (M, O)): along the height
+    # Along the width, Hermitian half spectrum to real values.
+    out = mats["inv_w"].to(z.dtype) @ z.view(2 * half, th * m * o)  # (t, (s, M, O))
+    out = out.view(tw, th, n, nh, nw, o)
+    if x.is_contiguous(memory_format=torch.channels_last) and x.dim() == 4 and c > 1:
+        # One copy straight into channels-last: (N, nh, th, nw, tw, O) viewed as NCHW.
+        out = out.permute(2, 3, 1, 4, 0, 5).reshape(n, nh * th, nw * tw, o).permute(0, 3, 1, 2)
+    else:
+        out = out.permute(2, 5, 3, 1, 4, 0).reshape(n, o, nh * th, nw * tw)
+    return out[:, :, :h, :w]
 
 
 class FFTConv2d(nn.Conv2d):
@@ -233,10 +238,7 @@ class FFTConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.uses_fft(x):
             return super().forward(x)
-        out = fft_conv2d(x, self.weight, self.tile, self._spectrum(x))
-        if x.is_contiguous(memory_format=torch.channels_last):
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+        return fft_conv2d(x, self.weight, self.tile, self._spectrum(x))
 
 
 def set_fft_conv(model: nn.Module, enabled: bool) -> int:

@@ -210,3 +210,15 @@ def test_network_with_fft_equals_network_without(arch, monkeypatch):
 def test_bad_fft_conv_value_names_the_parameter():
     with pytest.raises(ConfigError, match="fft_conv"):
         RunConfig(fft_conv="yes")
+
+
+def test_channels_last_in_channels_last_out():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 30, 32, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(5, 4, 15, 15, generator=gen)
+    out = fft_conv2d(x, weight)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert _rel(out, _oracle(x, weight)) < 1e-5
+    assert fft_conv2d(x.contiguous(), weight).is_contiguous()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fft_conv2d(x, weight).dtype == torch.bfloat16
