@@ -16,8 +16,9 @@ values). Both methods evaluate the same network.
     Dice/IoU, ODS/OIS). The benchmark calls those two functions itself: ``predict`` on one
     ``Subset`` of 16 images at a time, so that its blocks alternate with the baseline's, and
     ``compute_metrics`` once on all predictions (median of ``--repeats``).
-(b) ``original``: batch 1, float32, direct convolutions, images preloaded as float32 tensors
-    (loading not timed), each image's probability map and score moved to the host one by one;
+(b) ``original``: batch 1, float32, direct convolutions, autograd recording (the original's
+    ``eval_model`` has no ``torch.no_grad``), images preloaded as float32 tensors (loading not
+    timed), each image's probability map and score moved to the host one by one;
     then the 2-pixel sweep the original way (per threshold, per image, counts by builtin
     ``sum(sum(...))`` over rows, then per-image P/R/F1 in Python: ``original_way`` and
     ``_mean_curves`` of ``benchmarks/metrics.py``) on the first ``--baseline-images`` maps,
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
             tolerance=args.tolerance,
         )
         device = resolve_device(cfg)
-        amp_dtype, channels_last = configure_speed(cfg, device)
+        amp_dtype, channels_last = configure_speed(cfg, device, inference=True)
         dataset = CrackDataset(scan_split(folder, "test"), cfg, train=False)
         reads = [dataset.read(i) for i in range(k_inf)]
         pre_images = torch.stack(
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
                 num_workers=cfg.num_workers,
             )
 
-        @torch.no_grad()
         def original_block(idx: list[int]) -> tuple[list[np.ndarray], list[float]]:
+            # Autograd records, as in the original's eval_model (no torch.no_grad there).
             probs, scores = [], []
             for i in idx:
                 x = pre_images[i : i + 1].to(device)

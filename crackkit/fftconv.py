@@ -47,8 +47,9 @@ __all__ = [
 
 DEFAULT_TILE = 16
 # With autograd recording, the weight spectrum and its gradient are computed at every call, which
-# on a 2-core CPU costs about what the direct 15x15 convolution (64 -> 1024 channels) of some 3,000
-# output pixels costs (benchmarks/fft_conv.py); smaller batches of maps go the direct way.
+# on a 2-core CPU costs about what the direct bf16 15x15 convolution (64 -> 1024 channels) of some
+# 3,000 output pixels costs (in float32, some 1,500; benchmarks/fft_conv.py); smaller batches of
+# maps go the direct way.
 MIN_TRAIN_PIXELS = 3072
 
 
@@ -134,8 +135,7 @@ def fft_conv2d(
 
     x: (N, C, H, W); weight: (O, C, k, k) with k odd -> (N, O, H, W), float32, or under autocast
     the autocast dtype (in which the channel sum and the inverse then run); channels-last when
-    ``x`` is. ``spectrum`` is a cached :func:`weight_spectrum` for
-    these tile sizes (inference only).
+    ``x`` is. ``spectrum``: a cached :func:`weight_spectrum` for this tiling (inference only).
     """
     n, c, h, w = x.shape
     o, _, k, _ = weight.shape
@@ -166,7 +166,7 @@ def fft_conv2d(
     # Along the width, Hermitian half spectrum to real values.
     out = mats["inv_w"].to(z.dtype) @ z.view(2 * half, th * m * o)  # (t, (s, M, O))
     out = out.view(tw, th, n, nh, nw, o)
-    if x.is_contiguous(memory_format=torch.channels_last) and x.dim() == 4 and c > 1:
+    if c > 1 and x.is_contiguous(memory_format=torch.channels_last):
         # One copy straight into channels-last: (N, nh, th, nw, tw, O) viewed as NCHW.
         out = out.permute(2, 3, 1, 4, 0, 5).reshape(n, nh * th, nw * tw, o).permute(0, 3, 1, 2)
     else:

@@ -214,7 +214,7 @@ def evaluate_run(
     ckpt = Path(checkpoint) if checkpoint else chosen_checkpoint(run_dir, cfg)
     device = resolve_device(cfg)
     model, _, state = load_model(ckpt, device)
-    amp_dtype, channels_last = configure_speed(cfg, device)
+    amp_dtype, channels_last = configure_speed(cfg, device, inference=True)
     prepared = prepare(cfg, progress=progress)
     if split not in prepared.splits:
         raise DatasetError(f"unknown split {split!r}; available: {', '.join(prepared.splits)}")

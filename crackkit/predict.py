@@ -230,7 +230,7 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.cfg = cfg
         self.device = _resolve_device(device)
-        self.amp_dtype, self.channels_last = configure_speed(cfg, self.device)
+        self.amp_dtype, self.channels_last = configure_speed(cfg, self.device, inference=True)
         set_fft_conv(model, resolve_fft_conv(cfg, self.device))
         model = model.to(self.device).eval()
         if self.channels_last:

@@ -26,23 +26,30 @@ def test_amp_on_a_cpu(monkeypatch, amp, bf16_cpu, expected):
 
 
 @pytest.mark.parametrize(
-    "channels_last, amp, bf16_cpu, expected",
+    "channels_last, amp, bf16_cpu, size, inference, expected",
     [
-        ("auto", "auto", True, True),  # bf16 autocast on the CPU: channels-last
-        ("auto", "auto", False, False),  # float32 on the CPU: contiguous
-        ("auto", "off", True, False),
-        ("on", "off", False, True),
-        ("off", "auto", True, False),
+        ("auto", "auto", True, (360, 640), True, True),  # bf16 inference on large inputs
+        ("auto", "auto", True, (192, 320), True, True),
+        ("auto", "auto", True, (96, 160), True, False),  # small inputs: contiguous
+        ("auto", "auto", True, (360, 640), False, False),  # training on a CPU: contiguous
+        ("auto", "auto", False, (360, 640), True, False),  # float32: contiguous
+        ("auto", "off", True, (360, 640), True, False),
+        ("on", "off", False, (96, 160), False, True),
+        ("off", "auto", True, (360, 640), True, False),
     ],
 )
-def test_channels_last_on_a_cpu(monkeypatch, channels_last, amp, bf16_cpu, expected):
+def test_channels_last_on_a_cpu(
+    monkeypatch, channels_last, amp, bf16_cpu, size, inference, expected
+):
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: bf16_cpu)
-    cfg = RunConfig(channels_last=channels_last, amp=amp)
-    assert runtime.resolve_channels_last(cfg, CPU) is expected
+    cfg = RunConfig(channels_last=channels_last, amp=amp, input_height=size[0], input_width=size[1])
+    assert runtime.resolve_channels_last(cfg, CPU, inference=inference) is expected
+    assert runtime.configure_speed(cfg, CPU, inference=inference)[1] is expected
 
 
 def test_channels_last_auto_on_cuda():
     assert runtime.resolve_channels_last(RunConfig(), CUDA) is True
+    assert runtime.resolve_channels_last(RunConfig(), CUDA, inference=True) is True
     assert runtime.resolve_channels_last(RunConfig(channels_last="off"), CUDA) is False
 
 
