@@ -9,12 +9,12 @@ metrics grows with the number of such pixels (the original sweep's cost does not
 values). Both methods evaluate the same network.
 
 (a) ``crackkit``: :func:`crackkit.evaluate.evaluate` is :func:`~crackkit.evaluate.predict`
-    (batches of ``eval_batch_size`` 16 decoded from disk, bf16 autocast when
+    (batches of ``eval_batch_size`` (4) decoded from disk, bf16 autocast when
     :func:`crackkit.runtime.resolve_amp` chooses it, the 15x15 convolution by tiled FFT when
     :func:`crackkit.runtime.resolve_fft_conv` does, ``inference_mode``, validation losses) followed
     by :func:`~crackkit.evaluate.compute_metrics` (decision metrics, 2-pixel and plain sweeps,
     Dice/IoU, ODS/OIS). The benchmark calls those two functions itself: ``predict`` on one
-    ``Subset`` of 16 images at a time, so that its blocks alternate with the baseline's, and
+    ``Subset`` of one batch at a time, so that its blocks alternate with the baseline's, and
     ``compute_metrics`` once on all predictions (median of ``--repeats``).
 (b) ``original``: batch 1, float32, direct convolutions, autograd recording (the original's
     ``eval_model`` has no ``torch.no_grad``), images preloaded as float32 tensors (loading not
@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(
             f"crackkit: batch {cfg.eval_batch_size}, autocast {amp_dtype or 'off (float32)'}, "
             f"channels_last {channels_last}, 15x15 conv by FFT {fft}, images decoded from disk; "
-            f"original: batch 1, float32, direct convolutions, preloaded float32 images; "
+            f"original: batch 1, float32, direct convolutions, autograd recording, preloaded "
+            f"float32 images; "
             f"last seg bias shifted by {shift:+.2f} so "
             f"{args.above:.0%} of pixels of image 0 are >= 0.1"
         )

