@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from crackkit.specs import DOWNSAMPLING
+
 if TYPE_CHECKING:
     from crackkit.config import RunConfig
 
@@ -61,32 +63,34 @@ def loss_weights(epoch: int, epochs: int, delta: float, dynamic: bool) -> tuple[
 
 
 def downsample_target(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Max-pool a full-resolution map to ``size`` with a kernel equal to the stride.
+    """Bring a full-resolution target to the 1/8 segmentation output as the original does.
 
-    A cell of the coarse map takes the largest value of the pixels it covers: a crack anywhere in
-    the cell makes it positive, and a weight map keeps its strongest pixel.
+    The original data loader (``Dataset.downsize`` of the 2021 code) reflection-pads the map by 8
+    pixels and averages it over 17x17 windows with stride 8: a soft target, the fraction of crack
+    pixels around each output cell (weight maps are downsized the same way).
 
     Args:
-        target: (N, C, H, W) float.
-        size: ``(h, w)`` with ``H % h == 0`` and ``W % w == 0``.
+        target: (N, C, H, W) float, ``H = 8 h`` and ``W = 8 w``.
+        size: ``(h, w)``, the output size; equal to ``(H, W)`` returns ``target`` unchanged.
 
     Returns:
         (N, C, h, w) float.
 
     Raises:
-        ValueError: ``(H, W)`` is not an integer multiple of ``size``.
+        ValueError: ``(H, W)`` is not 8 times ``size``.
     """
     height, width = target.shape[-2:]
     h, w = size
     if (height, width) == (h, w):
         return target
-    if h < 1 or w < 1 or height % h or width % w:
+    factor = DOWNSAMPLING
+    if (height, width) != (h * factor, w * factor):
         raise ValueError(
-            f"cannot max-pool a {height}x{width} target to the {h}x{w} segmentation output: "
-            "the target size must be an integer multiple of the output size"
+            f"cannot downsize a {height}x{width} target to the {h}x{w} segmentation output: "
+            f"the target must be {factor} times the output size"
         )
-    kernel = (height // h, width // w)
-    return F.max_pool2d(target, kernel_size=kernel, stride=kernel)
+    padded = F.pad(target, (factor,) * 4, mode="reflect")
+    return F.avg_pool2d(padded, kernel_size=2 * factor + 1, stride=factor)
 
 
 def segmentation_loss(
@@ -99,9 +103,8 @@ def segmentation_loss(
     """Pixel-wise binary cross-entropy of the segmentation output, optionally weighted.
 
     When the output is coarser than the masks (``segdecnet`` predicts at 1/8), the masks and the
-    weights are max-pooled to the output size with kernel ``H / h`` (see
-    :func:`downsample_target`). Every image counts, negatives included: their all-zero masks
-    penalise positive logits.
+    weights are downsized as the original does (see :func:`downsample_target`). Every image
+    counts, negatives included: their all-zero masks penalise positive logits.
 
     Args:
         seg_logits: (N, 1, h, w) logits, any float dtype.

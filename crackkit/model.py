@@ -1,73 +1,123 @@
-"""SegDecNet networks in plain PyTorch, kept apart from the training machinery.
+"""The published SegDecNet networks in plain PyTorch, kept apart from the training machinery.
 
-Two architectures:
+Three architectures (names in :data:`crackkit.specs.ARCHITECTURES`), each the same function as
+the authors' code, with the same parameters and the same initialisation:
 
-* ``segdecnet``: the mixed-supervision network of Božič, Tabernik and Skočaj (2021). A segmentation
-  volume of 5x5 convolutions (32, then 64 channels) over four stages separated by 2x2 max-pooling,
-  ending in a 15x15 convolution to 1024 channels at 1/8 of the input resolution; each convolution
-  is followed by per-channel feature normalisation and ReLU. A 1x1 convolution gives a one-channel
-  segmentation map at 1/8 resolution. The decision head runs three conv stages (8, 16, 32 channels)
-  over the volume concatenated with the segmentation map, then global max and average pooling of
-  its features and of the segmentation map feed one linear layer.
-* ``segdecnet++``: the same encoder and decision head with a U-Net-style decoder back to full
-  resolution, as in SegDecNet++ (Tabernik, Šuc, Skočaj 2023): at each scale the upsampled decoder
-  features are concatenated with the encoder's skip features, which are gated channel-wise by
-  squeeze-and-excitation computed from the decoder features. The decision head sees the volume and
-  the segmentation map max-pooled to 1/8; its global pooling takes the full-resolution map.
+* ``segdecnet``: the 2021 mixed-supervision network (Božič, Tabernik, Skočaj; ``SegDecNet`` of
+  vicoslab/mixed-segdec-net-comind2021, ``SegDecNetOriginalJIM`` of
+  vicoslab/segdec-net-plusplus-conbuildmat2023). An encoder of 5x5 convolutions (32, then 3 x 64,
+  4 x 64 channels) with 2x2 max-pooling between its stages and a 15x15 convolution to 1024
+  channels at 1/8 resolution; a 1x1 convolution + FeatureNorm gives the 1/8 segmentation map.
+* ``segdecnet-up``: the network of the fork that produced the seed report
+  (maticsuc/mixed-segdec-net-comind2021): the same encoder and a decoder back to full resolution.
+  Each decoder stage is a 5x5 transposed convolution with stride 2 and no padding (1024 -> 16,
+  16 -> 16, 16 -> 8), its output brought to the skip's size the way the original does (padding
+  by the size difference, split as ``d // 2`` before and ``d - d // 2`` after, negative: a crop),
+  the skip and the upsampled map concatenated in that order, then 1, 4 and 3 conv blocks (5x5
+  convolution + FeatureNorm + ReLU); a 5x5 convolution 8 -> 1 + FeatureNorm(1) ends it. The
+  encoder's stage outputs are the skips.
+* ``segdecnet++``: SegDecNet++ (Tabernik, Šuc, Skočaj 2023): ``segdecnet-up`` whose skips are gated
+  as ``sigmoid(SE(v)) * conv1x1(v)``, SE being a global average, a 1x1 convolution (ratio 1),
+  swish and a 1x1 convolution. As in the published code, the 2nd and 3rd skips share one SE
+  module (it is assigned twice there; the second assignment wins).
 
-Both forwards take ``x: (N, C, H, W)`` and return
-``(decision_logits: (N, 1), seg_logits: (N, 1, h, w))`` with ``h, w = H/8, W/8`` for
-``segdecnet`` and ``H, W`` for ``segdecnet++``.
+The decision head is the same in all three: the volume concatenated with the 1/8 segmentation map
+(for the full-resolution networks, the full map average-pooled by 8) goes through three stages of
+2x2 max-pooling (flooring) and a 5x5 conv block (8, 16, 32 channels); the global max and mean of
+those features and of the segmentation map (the full map for the full-resolution networks) feed
+one linear layer.
 
-With gradient-flow adjustment on (``gradient_multiplier = 0``) the decision head's inputs are cut
-from the graph, so the decision loss sends no gradient into the segmentation path.
+FeatureNorm is the published ``scale * (x - mean) / sqrt(std + eps) + bias`` with the unbiased
+standard deviation over the spatial axes and ``eps = 0.001`` (the square root of a standard
+deviation, as published). The FeatureNorm that the originals create "without bias" still holds a
+trainable bias parameter (``nn.Parameter`` defaults to ``requires_grad=True``), so it has one here
+too and is counted in the parameter totals.
+
+Forwards take ``x: (N, C, H, W)`` and return ``(decision_logits: (N, 1), seg_logits: (N, 1, h, w))``
+with ``h, w = H/8, W/8`` for ``segdecnet`` (:attr:`output_stride` 8) and ``H, W`` otherwise.
+:func:`to_input_size` brings a 1/8 map to the input size as the 2023 code does (nearest, x8).
+
+With gradient-flow adjustment (``gradient_multiplier = 0``) the decision head's inputs are cut
+from the graph, so the decision loss sends no gradient into the segmentation path; a multiplier
+between 0 and 1 scales that gradient, as the originals' ``GradientMultiplyLayer`` does.
+
+:func:`convert_original_state_dict` maps state dicts saved by the original code onto these modules;
+:func:`load_original` returns a network loaded from one.
 """
 
 from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from crackkit.fftconv import FFTConv2d
+from crackkit.specs import ARCHITECTURES, DOWNSAMPLING, check_input_size
 
-__all__ = ["ARCHITECTURES", "SegDecNet", "SegDecNetPlusPlus", "build_model", "check_input_size"]
+__all__ = [
+    "ARCHITECTURES",
+    "FeatureNorm",
+    "OriginalWeightsError",
+    "SegDecNet",
+    "SegDecNetPlusPlus",
+    "SegDecNetUp",
+    "build_model",
+    "check_input_size",
+    "convert_original_state_dict",
+    "load_original",
+    "original_key_shapes",
+    "to_input_size",
+]
 
-ARCHITECTURES = ("segdecnet", "segdecnet++")
-DOWNSAMPLING = 8
+
+class OriginalWeightsError(ValueError):
+    """A state dict of the original code does not fit the named architecture."""
 
 
 class FeatureNorm(nn.Module):
-    """Per-sample, per-channel normalisation over the spatial axes, with learned scale and bias.
+    """Per-sample, per-channel normalisation over the spatial axes, as published.
+
+    ``scale * (x - mean) / sqrt(std + eps) + bias`` with ``std`` the unbiased standard deviation
+    over H, W. Statistics are taken in float32 at least (bf16 maps under autocast are upcast), the
+    output has the input's dtype. Needs at least two pixels per map.
 
     x: (N, C, H, W) -> (N, C, H, W).
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-3, bias: bool = True) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-3) -> None:
         super().__init__()
         self.eps = eps
         self.scale = nn.Parameter(torch.ones(1, num_features, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(1, num_features, 1, 1)) if bias else None
+        self.bias = nn.Parameter(torch.zeros(1, num_features, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One group per channel: (x - mean) / sqrt(var + eps) over H, W, statistics in float32.
-        # torch.group_norm, unlike F.group_norm, accepts a 1x1 map at batch size 1.
-        bias = None if self.bias is None else self.bias.view(-1)
-        if x.device.type == "cpu" and x.dtype == torch.bfloat16:
-            # The CPU kernel takes bf16 maps with float32 parameters and accumulates in float32;
-            # skipping the float32 copy took bf16 inference of a 360x640 crop from 0.40 to 0.33 s.
-            return torch.group_norm(x, x.shape[1], self.scale.view(-1), bias, self.eps)
-        out = torch.group_norm(x.float(), x.shape[1], self.scale.view(-1), bias, self.eps)
-        return out.to(x.dtype)
+        xs = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        std, mean = torch.std_mean(xs, dim=(2, 3), keepdim=True)
+        factor = self.scale.to(xs.dtype) * torch.rsqrt(std + self.eps)
+        return ((xs - mean) * factor + self.bias.to(xs.dtype)).to(x.dtype)
 
 
-def _conv_block(
-    cin: int, cout: int, kernel: int, conv: type[nn.Conv2d] = nn.Conv2d
-) -> nn.Sequential:
+def _xavier(conv: nn.Conv2d) -> nn.Conv2d:
+    """The originals' ``Conv2d_init``: xavier-normal weights (their convolutions have no bias)."""
+    nn.init.xavier_normal_(conv.weight)
+    if conv.bias is not None:
+        bound = 1 / math.sqrt(nn.init._calculate_fan_in_and_fan_out(conv.weight)[0])
+        nn.init.uniform_(conv.bias, -bound, bound)
+    return conv
+
+
+def _conv_block(cin: int, cout: int, kernel: int, conv: type[nn.Conv2d] = nn.Conv2d):
+    """5x5 (or 15x15) convolution without bias, FeatureNorm, ReLU."""
     return nn.Sequential(
-        conv(cin, cout, kernel, padding=kernel // 2, bias=False),
+        _xavier(conv(cin, cout, kernel, padding=kernel // 2, bias=False)),
         FeatureNorm(cout),
-        nn.ReLU(inplace=True),
+        nn.ReLU(),
     )
 
 
@@ -92,22 +142,22 @@ def gradient_multiply(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    """The segmentation volume; returns the skip features of stages 1-3 and the 1/8 volume."""
+    """The segmentation volume; returns the stage outputs at 1, 1/2 and 1/4 and the 1/8 volume."""
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
-        self.stage1 = _conv_block(in_channels, 32, 5)
+        self.stage1 = nn.Sequential(_conv_block(in_channels, 32, 5))
         self.stage2 = nn.Sequential(*[_conv_block(c, 64, 5) for c in (32, 64, 64)])
         self.stage3 = nn.Sequential(*[_conv_block(64, 64, 5) for _ in range(4)])
         # The 15x15 convolution holds most of the arithmetic; it may run by FFT (crackkit.fftconv).
-        self.stage4 = _conv_block(64, 1024, 15, conv=FFTConv2d)
+        self.stage4 = nn.Sequential(_conv_block(64, 1024, 15, conv=FFTConv2d))
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        s1 = self.stage1(x)
-        s2 = self.stage2(F.max_pool2d(s1, 2))
-        s3 = self.stage3(F.max_pool2d(s2, 2))
-        volume = self.stage4(F.max_pool2d(s3, 2))
-        return [s1, s2, s3], volume
+        v1 = self.stage1(x)
+        v2 = self.stage2(F.max_pool2d(v1, 2))
+        v3 = self.stage3(F.max_pool2d(v2, 2))
+        volume = self.stage4(F.max_pool2d(v3, 2))
+        return [v1, v2, v3], volume
 
 
 class DecisionHead(nn.Module):
@@ -119,11 +169,11 @@ class DecisionHead(nn.Module):
     def __init__(self, volume_channels: int = 1024) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.MaxPool2d(2, ceil_mode=True),
+            nn.MaxPool2d(2),
             _conv_block(volume_channels + 1, 8, 5),
-            nn.MaxPool2d(2, ceil_mode=True),
+            nn.MaxPool2d(2),
             _conv_block(8, 16, 5),
-            nn.MaxPool2d(2, ceil_mode=True),
+            nn.MaxPool2d(2),
             _conv_block(16, 32, 5),
         )
         self.fc = nn.Linear(32 * 2 + 2, 1)
@@ -138,7 +188,7 @@ class DecisionHead(nn.Module):
             seg_full.amax(dim=(2, 3)),
             seg_full.mean(dim=(2, 3)),
         ]
-        return self.fc(torch.cat(pooled, dim=1).float())
+        return self.fc(torch.cat(pooled, dim=1).to(self.fc.weight.dtype))
 
 
 class SegDecNet(nn.Module):
@@ -149,7 +199,7 @@ class SegDecNet(nn.Module):
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
         self.encoder = Encoder(in_channels)
-        self.seg_head = nn.Sequential(nn.Conv2d(1024, 1, 1, bias=False), FeatureNorm(1))
+        self.seg_head = nn.Sequential(_xavier(nn.Conv2d(1024, 1, 1, bias=False)), FeatureNorm(1))
         self.decision = DecisionHead()
         self.gradient_multiplier = 0.0
 
@@ -162,85 +212,127 @@ class SegDecNet(nn.Module):
         return dec, seg
 
 
-class _SEGate(nn.Module):
-    """Channel gate for a skip connection, computed from the decoder features."""
+def _fit_to(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Pad (or, by a negative amount, crop) ``x`` to ``size`` as the originals do."""
+    dy, dx = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    if dy == 0 and dx == 0:
+        return x
+    return F.pad(x, (dx // 2, dx - dx // 2, dy // 2, dy - dy // 2))
 
-    def __init__(self, decoder_channels: int, skip_channels: int, reduction: int = 4) -> None:
+
+class _UpStage(nn.Module):
+    """Transposed 5x5 convolution (stride 2), fit to the skip, ``[skip, up]``, conv blocks."""
+
+    def __init__(self, cin: int, cout: int, skip: int, blocks: int) -> None:
         super().__init__()
-        hidden = max(decoder_channels // reduction, 4)
-        self.fc1 = nn.Conv2d(decoder_channels, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, skip_channels, 1)
-
-    def forward(self, decoder: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        w = decoder.mean(dim=(2, 3), keepdim=True)
-        w = torch.sigmoid(self.fc2(F.relu(self.fc1(w))))
-        return skip * w
-
-
-class _UpBlock(nn.Module):
-    def __init__(self, cin: int, skip: int, cout: int) -> None:
-        super().__init__()
-        self.gate = _SEGate(cin, skip)
-        self.conv = nn.Sequential(
-            nn.Conv2d(cin + skip, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
+        self.upsample = nn.ConvTranspose2d(cin, cout, 5, stride=2)
+        self.blocks = nn.Sequential(
+            *[_conv_block(skip + cout if i == 0 else cout, cout, 5) for i in range(blocks)]
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, self.gate(x, skip)], dim=1))
+        up = _fit_to(self.upsample(x), skip.shape[-2:])
+        return self.blocks(torch.cat([skip, up], dim=1))
 
 
-class SegDecNetPlusPlus(nn.Module):
-    """SegDecNet++ (Tabernik et al. 2023): SegDecNet with a full-resolution decoder."""
+class Decoder(nn.Module):
+    """The full-resolution decoder of ``segdecnet-up`` and ``segdecnet++``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up1 = _UpStage(1024, 16, 64, blocks=1)
+        self.up2 = _UpStage(16, 16, 64, blocks=4)
+        self.up3 = _UpStage(16, 8, 32, blocks=3)
+        self.out = nn.Sequential(_xavier(nn.Conv2d(8, 1, 5, padding=2, bias=False)), FeatureNorm(1))
+
+    def forward(self, volume: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        s1, s2, s3 = skips
+        return self.out(self.up3(self.up2(self.up1(volume, s3), s2), s1))
+
+
+class _SqueezeExcite(nn.Module):
+    """Global average, 1x1 convolution (ratio 1), swish, 1x1 convolution: (N, C, 1, 1) logits."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, channels, 1)
+        self.expand = nn.Conv2d(channels, channels, 1)
+        for conv in (self.reduce, self.expand):  # the published module's own initialisation
+            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / conv.out_channels))
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(F.silu(self.reduce(x.mean(dim=(2, 3), keepdim=True))))
+
+
+class SkipGates(nn.Module):
+    """SegDecNet++'s skips: ``sigmoid(SE(v)) * conv1x1(v)``; the 2nd and 3rd share one SE."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj1 = nn.Conv2d(32, 32, 1, bias=False)
+        self.proj2 = nn.Conv2d(64, 64, 1, bias=False)
+        self.proj3 = nn.Conv2d(64, 64, 1, bias=False)
+        self.se1 = _SqueezeExcite(32)
+        self.se23 = _SqueezeExcite(64)
+
+    def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+        v1, v2, v3 = skips
+        return [
+            torch.sigmoid(se(v)) * proj(v)
+            for v, proj, se in (
+                (v1, self.proj1, self.se1),
+                (v2, self.proj2, self.se23),
+                (v3, self.proj3, self.se23),
+            )
+        ]
+
+
+class SegDecNetUp(nn.Module):
+    """The seed fork's network: SegDecNet with a full-resolution decoder on plain skips."""
 
     output_stride = 1
+    gated_skips = False
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
         self.encoder = Encoder(in_channels)
-        self.bottleneck = nn.Sequential(
-            nn.Conv2d(1024, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
-        )
-        self.up3 = _UpBlock(64, 64, 64)
-        self.up2 = _UpBlock(64, 64, 32)
-        self.up1 = _UpBlock(32, 32, 16)
-        self.seg_out = nn.Conv2d(16, 1, 1)
+        if self.gated_skips:
+            self.gates = SkipGates()
+        self.decoder = Decoder()
         self.decision = DecisionHead()
         self.gradient_multiplier = 0.0
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        (s1, s2, s3), volume = self.encoder(x)
-        y = self.bottleneck(volume)
-        y = self.up3(y, s3)
-        y = self.up2(y, s2)
-        y = self.up1(y, s1)
-        seg = self.seg_out(y)
+        skips, volume = self.encoder(x)
+        if self.gated_skips:
+            skips = self.gates(skips)
+        seg = self.decoder(volume, skips)
         m = self.gradient_multiplier
         seg_in = gradient_multiply(seg, m)
-        seg_small = F.adaptive_max_pool2d(seg_in, volume.shape[-2:])
+        seg_small = F.avg_pool2d(seg_in, DOWNSAMPLING)
         dec = self.decision(gradient_multiply(volume, m), seg_small, seg_in)
         return dec, seg
 
 
-def check_input_size(height: int, width: int) -> None:
-    """Refuse input sizes the networks' three 2x2 poolings (and the head's three more) cannot take.
+class SegDecNetPlusPlus(SegDecNetUp):
+    """SegDecNet++ (Tabernik et al. 2023): the decoder's skips gated by squeeze-excitation."""
 
-    Raises:
-        ValueError: a side is not a positive multiple of 8.
-    """
-    bad = [(n, v) for n, v in (("input_height", height), ("input_width", width)) if v % 8 or v < 8]
-    if bad:
-        detail = ", ".join(f"{n}={v}" for n, v in bad)
-        raise ValueError(
-            f"SegDecNet needs input sides that are multiples of {DOWNSAMPLING} "
-            f"(three 2x2 poolings); got {detail}. Try "
-            + ", ".join(f"{n}={max(8, round(v / 8) * 8)}" for n, v in bad)
-        )
+    gated_skips = True
+
+
+_CLASSES: dict[str, type[nn.Module]] = {
+    "segdecnet": SegDecNet,
+    "segdecnet-up": SegDecNetUp,
+    "segdecnet++": SegDecNetPlusPlus,
+}
+
+
+def to_input_size(seg_logits: torch.Tensor, output_stride: int) -> torch.Tensor:
+    """A segmentation output brought to the input size: nearest x``output_stride`` (2023 code)."""
+    if output_stride == 1:
+        return seg_logits
+    return F.interpolate(seg_logits, scale_factor=output_stride, mode="nearest")
 
 
 def build_model(
@@ -250,12 +342,191 @@ def build_model(
 
     Raises:
         ValueError: unknown architecture (the message lists the valid ones) or a size the
-            network's pooling cannot take.
+            network cannot take (the message gives the nearest valid one).
     """
-    if architecture not in ARCHITECTURES:
+    if architecture not in _CLASSES:
         raise ValueError(
             f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}"
         )
     check_input_size(height, width)
-    cls = SegDecNet if architecture == "segdecnet" else SegDecNetPlusPlus
-    return cls(in_channels)
+    return _CLASSES[architecture](in_channels)
+
+
+# --- The authors' weights -----------------------------------------------------------------------
+
+_BLOCK = r"\.(?P<part>0\.weight|1\.scale|1\.bias)"
+_ENCODER_2023 = {1: 1, 2: 2, 3: 3, 4: 4}
+# 2021 ``volume`` Sequential: index -> (stage, block) of crackkit's encoder.
+_VOLUME_2021 = {0: (1, 0), 2: (2, 0), 3: (2, 1), 4: (2, 2), 6: (3, 0), 7: (3, 1), 8: (3, 2),
+                9: (3, 3), 11: (4, 0)}
+_RULES: list[tuple[re.Pattern[str], Any]] = [
+    # 2023 repository (SegDecNetOriginalJIM, SegDecNetPlusPlus) and the seed fork.
+    (re.compile(r"volume(?P<s>[1-4])\.downsample\.conv_block_(?P<b>\d+)" + _BLOCK),
+     lambda m: f"encoder.stage{m['s']}.{int(m['b']) - 1}.{m['part']}"),
+    # 2021 repository.
+    (re.compile(r"volume\.(?P<i>\d+)" + _BLOCK),
+     lambda m: (f"encoder.stage{_VOLUME_2021[int(m['i'])][0]}."
+                f"{_VOLUME_2021[int(m['i'])][1]}.{m['part']}")
+     if int(m["i"]) in _VOLUME_2021 else None),
+    (re.compile(r"seg_mask\.(?P<part>0\.weight|1\.scale|1\.bias)"),
+     lambda m: f"seg_head.{m['part']}"),
+    (re.compile(r"extractor\.(?P<i>[135])" + _BLOCK),
+     lambda m: f"decision.features.{m['i']}.{m['part']}"),
+    (re.compile(r"fc\.(?P<p>weight|bias)"), lambda m: f"decision.fc.{m['p']}"),
+    (re.compile(r"upsampling(?P<u>[123])\.upsample\.(?P<p>weight|bias)"),
+     lambda m: f"decoder.up{m['u']}.upsample.{m['p']}"),
+    (re.compile(r"upsampling(?P<u>[123])\.conv\.conv_block_(?P<b>\d+)" + _BLOCK),
+     lambda m: f"decoder.up{m['u']}.blocks.{int(m['b']) - 1}.{m['part']}"),
+    (re.compile(r"upsampling4\.(?P<part>0\.weight|1\.scale|1\.bias)"),
+     lambda m: f"decoder.out.{m['part']}"),
+    (re.compile(r"conv(?P<k>[123])_s\.weight"), lambda m: f"gates.proj{m['k']}.weight"),
+    (re.compile(r"se_module_diff1\._se_(?P<c>reduce|expand)\.(?P<p>weight|bias)"),
+     lambda m: f"gates.se1.{m['c']}.{m['p']}"),
+    (re.compile(r"se_module_diff2\._se_(?P<c>reduce|expand)\.(?P<p>weight|bias)"),
+     lambda m: f"gates.se23.{m['c']}.{m['p']}"),
+]
+
+
+def _crackkit_key(key: str) -> str | None:
+    for pattern, target in _RULES:
+        m = pattern.fullmatch(key)
+        if m:
+            return target(m)
+    return None
+
+
+def convert_original_state_dict(
+    state_dict: Mapping[str, torch.Tensor], architecture: str
+) -> dict[str, torch.Tensor]:
+    """Map a state dict saved by the original code onto :func:`build_model`'s modules.
+
+    Accepts the 2023 repository's names (``volume1.downsample.conv_block_1.0.weight``,
+    ``extractor.1.1.scale``, ``seg_mask.0.weight``, ``upsampling2.upsample.weight``,
+    ``se_module_diff1._se_reduce.weight``, ``conv1_s.weight``, ``fc.weight``, ...), the seed fork's
+    (the same without the SE and 1x1 skip layers) and the 2021 repository's (``volume.N.M...``,
+    ``seg_mask...``). A ``module.`` prefix (DataParallel) is dropped.
+
+    Raises:
+        OriginalWeightsError: a key that no rule maps, a key the architecture has no place for,
+            or a parameter of the architecture that the state dict lacks (the message names the
+            first one), or a shape that differs.
+    """
+    if architecture not in _CLASSES:
+        raise OriginalWeightsError(
+            f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}"
+        )
+    expected = original_key_shapes(architecture)
+    ours = {k: tuple(v.shape) for k, v in _CLASSES[architecture](3).state_dict().items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        name = key[len("module."):] if key.startswith("module.") else key
+        target = _crackkit_key(name)
+        if target is None or target not in ours:
+            raise OriginalWeightsError(
+                f"unexpected key {key!r} for architecture {architecture!r}: the original "
+                f"{architecture} has no such parameter (it has, e.g., {next(iter(expected))!r})"
+            )
+        want = ours[target]
+        got = tuple(value.shape)
+        # The first convolution's input channels follow the checkpoint (1 or 3).
+        if target == "encoder.stage1.0.0.weight":
+            want = (want[0], got[1], *want[2:])
+        if got != want:
+            raise OriginalWeightsError(
+                f"key {key!r} has shape {got}, but {architecture} needs {want}"
+            )
+        out[target] = value
+    missing = [k for k in ours if k not in out]
+    if missing:
+        original = {v: k for k, v in _expected_mapping(architecture).items()}
+        raise OriginalWeightsError(
+            f"missing key {original.get(missing[0], missing[0])!r} for architecture "
+            f"{architecture!r} ({len(missing)} parameter(s) absent from the state dict)"
+        )
+    return out
+
+
+def _expected_mapping(architecture: str) -> dict[str, str]:
+    return {k: _crackkit_key(k) for k in original_key_shapes(architecture)}
+
+
+def original_key_shapes(architecture: str, in_channels: int = 3) -> dict[str, tuple[int, ...]]:
+    """The parameter names and shapes the original code's ``state_dict()`` holds.
+
+    ``segdecnet`` uses the 2023 repository's ``SegDecNetOriginalJIM`` names.
+    """
+
+    def block(prefix: str, cin: int, cout: int, k: int) -> dict[str, tuple[int, ...]]:
+        return {
+            f"{prefix}.0.weight": (cout, cin, k, k),
+            f"{prefix}.1.scale": (1, cout, 1, 1),
+            f"{prefix}.1.bias": (1, cout, 1, 1),
+        }
+
+    keys: dict[str, tuple[int, ...]] = {}
+    encoder = [(1, [(in_channels, 32, 5)]), (2, [(32, 64, 5), (64, 64, 5), (64, 64, 5)]),
+               (3, [(64, 64, 5)] * 4), (4, [(64, 1024, 15)])]
+    for stage, convs in encoder:
+        for i, (cin, cout, k) in enumerate(convs, start=1):
+            keys |= block(f"volume{stage}.downsample.conv_block_{i}", cin, cout, k)
+    for i, (cin, cout) in zip((1, 3, 5), ((1025, 8), (8, 16), (16, 32)), strict=True):
+        keys |= block(f"extractor.{i}", cin, cout, 5)
+    keys |= {"fc.weight": (1, 66), "fc.bias": (1,)}
+    if architecture == "segdecnet":
+        keys |= {"seg_mask.0.weight": (1, 1024, 1, 1), "seg_mask.1.scale": (1, 1, 1, 1),
+                 "seg_mask.1.bias": (1, 1, 1, 1)}
+        return keys
+    for u, (cin, cout, skip, n) in enumerate(
+        ((1024, 16, 64, 1), (16, 16, 64, 4), (16, 8, 32, 3)), start=1
+    ):
+        keys |= {f"upsampling{u}.upsample.weight": (cin, cout, 5, 5),
+                 f"upsampling{u}.upsample.bias": (cout,)}
+        for b in range(1, n + 1):
+            keys |= block(f"upsampling{u}.conv.conv_block_{b}", skip + cout if b == 1 else cout,
+                          cout, 5)
+    keys |= {"upsampling4.0.weight": (1, 8, 5, 5), "upsampling4.1.scale": (1, 1, 1, 1),
+             "upsampling4.1.bias": (1, 1, 1, 1)}
+    if architecture == "segdecnet++":
+        for k, c in ((1, 32), (2, 64), (3, 64)):
+            keys[f"conv{k}_s.weight"] = (c, c, 1, 1)
+        for m, c in ((1, 32), (2, 64)):
+            for part in ("reduce", "expand"):
+                keys[f"se_module_diff{m}._se_{part}.weight"] = (c, c, 1, 1)
+                keys[f"se_module_diff{m}._se_{part}.bias"] = (c,)
+    return keys
+
+
+def load_original(
+    source: str | Path | Mapping[str, torch.Tensor],
+    architecture: str,
+    *,
+    in_channels: int = 3,
+    height: int,
+    width: int,
+) -> nn.Module:
+    """The network ``architecture`` loaded with weights saved by the original code.
+
+    Args:
+        source: a ``.pth`` file of ``model.state_dict()`` from the original code, or the dict.
+        height, width: the input size the network will be fed (checked by the size rule).
+
+    Returns:
+        The model in eval mode. Feed it what the original fed: the image as read by OpenCV (BGR
+        channel order) divided by 255, resized to ``width x height``.
+
+    Raises:
+        OriginalWeightsError: the weights do not fit (the message names the first bad key).
+        FileNotFoundError: ``source`` is a path that does not exist.
+    """
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"no original weights at {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, Mapping) and "state_dict" in state:
+            state = state["state_dict"]
+    else:
+        state = source
+    model = build_model(architecture, in_channels, height, width)
+    model.load_state_dict(convert_original_state_dict(state, architecture))
+    return model.eval()

@@ -42,7 +42,9 @@ How an image is processed.
   multiple of 8 by **reflection** (the padding split between both ends), because the network
   normalises every feature map over the whole image and a zero border would shift those statistics
   and add artificial edges. The probability map is cropped back to the image's size; for
-  ``segdecnet``, whose map has 1/8 resolution, it is first upsampled bilinearly to the padded size.
+  ``segdecnet``, whose map has 1/8 resolution, it is first upsampled x8 by nearest neighbour (as
+  the published ``SegDecNetOriginalJIM`` returns it). Images smaller than the smallest input the
+  networks take (64x128 or 128x64) are padded up to it the same way.
   The model learnt cracks at the scale of its training images (``input_height`` x
   ``input_width``); resize images of a very different scale yourself before predicting.
 * Images whose padded sizes agree are run together, ``batch_size`` at a time, under
@@ -91,11 +93,12 @@ from tqdm.auto import tqdm
 
 from crackkit.config import ConfigError, RunConfig, load_config
 from crackkit.data.folder import IMAGE_EXTENSIONS, DatasetError, image_size, read_image
-from crackkit.evaluate import full_resolution, to_input
+from crackkit.evaluate import to_input
 from crackkit.fftconv import set_fft_conv
-from crackkit.model import DOWNSAMPLING
-from crackkit.runs import RUN_FILES, RunDirError, write_csv
+from crackkit.model import OriginalWeightsError, load_original, to_input_size
+from crackkit.runs import RUN_FILES, RunDirError, atomic_write_json, write_csv
 from crackkit.runtime import autocast, configure_speed, resolve_fft_conv
+from crackkit.specs import smallest_input
 from crackkit.train import CheckpointError, load_model
 
 __all__ = [
@@ -172,14 +175,16 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def _padding(size: int) -> tuple[int, int]:
-    """(before, after) padding that brings ``size`` to the next multiple of 8."""
-    total = -size % DOWNSAMPLING
-    return total // 2, total - total // 2
-
-
 def _padded_shape(height: int, width: int) -> tuple[int, int]:
-    return height + sum(_padding(height)), width + sum(_padding(width))
+    """The smallest input the networks take that holds a ``height x width`` image."""
+    return smallest_input(height, width)
+
+
+def _pads(height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) padding to :func:`_padded_shape`, split between both ends."""
+    ph, pw = _padded_shape(height, width)
+    dh, dw = ph - height, pw - width
+    return (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)
 
 
 def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -225,7 +230,11 @@ class Predictor:
         batch_size: int = 8,
         checkpoint: Path | None = None,
         epoch: int | None = None,
+        channel_order: str = "rgb",
     ) -> None:
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        self.channel_order = channel_order
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.cfg = cfg
@@ -280,6 +289,61 @@ class Predictor:
             batch_size=batch_size,
             checkpoint=path,
             epoch=state.get("epoch"),
+        )
+
+    @classmethod
+    def from_original(
+        cls,
+        path: str | Path,
+        architecture: str,
+        *,
+        in_channels: int = 3,
+        height: int = 360,
+        width: int = 640,
+        device: str | torch.device | None = "auto",
+        batch_size: int = 8,
+        threshold_seg: float = DEFAULT_THRESHOLD,
+        threshold_dec: float = DEFAULT_THRESHOLD,
+    ) -> Predictor:
+        """Weights saved by the authors' code (``model.state_dict()``), fed as the original fed.
+
+        The original read images with OpenCV, so its networks expect BGR channel order, scaled
+        by 1/255; the predictor flips RGB to BGR. ``height x width`` is the input size the
+        weights were trained at (recorded; prediction runs at each image's own size). Without
+        validation results the thresholds are the given ones (0.5 by default).
+
+        Raises:
+            CheckpointError: the file is missing or its weights do not fit ``architecture``.
+        """
+        from crackkit.config import make_config
+
+        path = Path(path)
+        try:
+            model = load_original(
+                path, architecture, in_channels=in_channels, height=height, width=width
+            )
+        except (OriginalWeightsError, FileNotFoundError) as exc:
+            raise CheckpointError(f"original weights {path}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - unpickling failures mean a damaged file
+            raise CheckpointError(f"original weights {path} cannot be read: {exc}") from None
+        cfg = make_config(
+            {
+                "architecture": architecture,
+                "input_channels": in_channels,
+                "input_height": height,
+                "input_width": width,
+            }
+        )
+        return cls(
+            model,
+            cfg,
+            device=device,
+            threshold_seg=threshold_seg,
+            threshold_dec=threshold_dec,
+            validated=False,
+            batch_size=batch_size,
+            checkpoint=path,
+            channel_order="bgr" if in_channels == 3 else "rgb",
         )
 
     @classmethod
@@ -347,21 +411,21 @@ class Predictor:
         """Images (H, W, C) uint8 of one padded size -> their cropped maps and scores."""
         sizes = [a.shape[:2] for a in arrays]
         padded = np.stack(
-            [
-                np.pad(a, (_padding(a.shape[0]), _padding(a.shape[1]), (0, 0)), mode="reflect")
-                for a in arrays
-            ]
+            [np.pad(a, (*_pads(*a.shape[:2]), (0, 0)), mode="reflect") for a in arrays]
         )
+        if self.channel_order == "bgr":
+            padded = padded[..., ::-1]
         batch = torch.from_numpy(np.ascontiguousarray(padded.transpose(0, 3, 1, 2)))
         x = to_input(batch, self.device, self.channels_last)
         with autocast(self.device, self.amp_dtype):
             dec, seg = self.model(x)
-        probs = torch.sigmoid(full_resolution(seg.float(), tuple(x.shape[-2:])))[:, 0]
+        stride = getattr(self.model, "output_stride", 1)
+        probs = torch.sigmoid(to_input_size(seg.float(), stride))[:, 0]
         scores = torch.sigmoid(dec.float()[:, 0]).cpu().tolist()
         probs = probs.cpu().numpy().astype(np.float32, copy=False)
         results = []
         for prob, score, (h, w) in zip(probs, scores, sizes, strict=True):
-            top, left = _padding(h)[0], _padding(w)[0]
+            (top, _), (left, _) = _pads(h, w)
             results.append((np.ascontiguousarray(prob[top : top + h, left : left + w]), score))
         return results
 
@@ -537,6 +601,9 @@ def predict_folder(
     device: str | torch.device | None = "auto",
     batch_size: int = 8,
     progress: bool = True,
+    original_weights: str | Path | None = None,
+    architecture: str | None = None,
+    input_size: tuple[int, int] = (360, 640),
 ) -> PredictReport:
     """Predict every image of ``images_dir`` with a trained run and write the results.
 
@@ -549,6 +616,9 @@ def predict_folder(
         device: ``auto`` or None (CUDA when present), ``cpu``, ``cuda`` or a ``torch.device``.
         batch_size: images of one padded size run together this many at a time.
         progress: show a tqdm progress bar.
+        original_weights: a state dict saved by the authors' code instead of a crackkit run
+            (with ``architecture`` and the ``input_size`` it was trained at); see
+            :meth:`Predictor.from_original`.
 
     Returns:
         A :class:`PredictReport`; the files are described in the module docstring.
@@ -559,8 +629,10 @@ def predict_folder(
         CheckpointError: no checkpoint in the run, or a damaged one.
     """
     t0 = time.perf_counter()
-    if run_dir is None and checkpoint is None:
-        raise ValueError("give a run folder or a checkpoint file")
+    if run_dir is None and checkpoint is None and original_weights is None:
+        raise ValueError("give a run folder, a checkpoint file or original weights")
+    if original_weights is not None and architecture is None:
+        raise ValueError("original weights need their architecture (segdecnet, ...)")
     run_path = Path(run_dir) if run_dir is not None else None
     if run_path is not None and not run_path.is_dir():
         raise RunDirError(f"no run folder at {run_path}")
@@ -575,7 +647,16 @@ def predict_folder(
             stacklevel=2,
         )
     sizes = {p: image_size(p) for p in paths}
-    if checkpoint is not None:
+    if original_weights is not None:
+        predictor = Predictor.from_original(
+            original_weights,
+            architecture,
+            height=input_size[0],
+            width=input_size[1],
+            device=device,
+            batch_size=batch_size,
+        )
+    elif checkpoint is not None:
         predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
     else:
         predictor = Predictor.from_run(run_path, device=device, batch_size=batch_size)
@@ -611,6 +692,21 @@ def predict_folder(
     )
     write_csv(report.csv_path, report.rows())
     report.seconds = time.perf_counter() - t0
+    atomic_write_json(
+        out / "predict.json",
+        {
+            "weights": str(predictor.checkpoint) if predictor.checkpoint else None,
+            "weights_kind": "original" if original_weights is not None else "crackkit",
+            "architecture": predictor.cfg.architecture,
+            "channel_order": predictor.channel_order,
+            "input_scale": "1/255",
+            "threshold_seg": predictor.threshold_seg,
+            "threshold_dec": predictor.threshold_dec,
+            "thresholds_validated": predictor.validated,
+            "images": len(report.results),
+            "seconds": report.seconds,
+        },
+    )
     return report
 
 

@@ -43,6 +43,7 @@ from crackkit.runtime import (
     seed_everything,
     set_rng_state,
 )
+from crackkit.specs import CHECKPOINT_FORMAT
 
 __all__ = [
     "CheckpointError",
@@ -189,6 +190,20 @@ def load_checkpoint(path: Path, *, architecture: str | None = None) -> dict[str,
         or not isinstance(state.get("config"), dict)
     ):
         raise CheckpointError(f"{path} is not a crackkit checkpoint (no model/config inside)")
+    fmt = state.get("format", 1)
+    if fmt != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} has format {fmt}, this crackkit reads format {CHECKPOINT_FORMAT}. "
+            + (
+                "Format 1 (crackkit 0.1) predates the published networks: its FeatureNorm used "
+                "sqrt(var + eps) instead of the published sqrt(std + eps), its decision head "
+                "pooled with ceil instead of floor, and its 'segdecnet++' was crackkit's own "
+                "decoder (bilinear upsampling, 3x3 convolutions, BatchNorm), not SegDecNet++. "
+                "Its weights compute another function and are not loaded; retrain the run."
+                if fmt == 1
+                else "It was written by a newer crackkit; upgrade to read it."
+            )
+        )
     found = state["config"].get("architecture")
     if architecture is not None and found != architecture:
         raise CheckpointError(
@@ -387,7 +402,8 @@ def train(
         if scheduler is not None:
             scheduler.step()
         is_last = epoch + 1 == cfg.epochs
-        validating = val_ds is not None and ((epoch + 1) % cfg.validation_every == 0 or is_last)
+        # As the original: after the first epoch, every validation_every-th after it, the last.
+        validating = val_ds is not None and (epoch % cfg.validation_every == 0 or is_last)
         if validating and main:
             t1 = time.perf_counter()
             metrics, _ = evaluate(
@@ -447,7 +463,13 @@ def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _model_state(model: nn.Module, cfg: RunConfig, epoch: int, best: dict) -> dict[str, Any]:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return {"model": state, "config": cfg.to_dict(), "epoch": epoch, "best": best}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": state,
+        "config": cfg.to_dict(),
+        "epoch": epoch,
+        "best": best,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

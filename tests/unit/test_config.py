@@ -67,7 +67,11 @@ def test_strings_are_coerced(name, text, expected):
         ({"epochs": 0}, "'epochs' got 0; it must be >= 1"),
         ({"delta_cls_loss": -0.5}, "'delta_cls_loss'"),
         ({"optimizer": "rmsprop"}, "'optimizer' got 'rmsprop'; allowed values: 'adam', 'sgd'"),
-        ({"architecture": "unet"}, "allowed values: 'segdecnet', 'segdecnet\\+\\+'"),
+        (
+            {"architecture": "unet"},
+            "allowed values: 'segdecnet', 'segdecnet-up', 'segdecnet\\+\\+'",
+        ),
+        ({"input_height": 64, "input_width": 64}, "input_height=64, input_width=128"),
         ({"best_model_type": "x"}, "'dec', 'seg', 'both'"),
         ({"epochs": "many"}, "'epochs' must be of type int, got 'many'"),
         ({"augmentation": "maybe"}, "'augmentation' must be of type bool"),
@@ -116,6 +120,13 @@ def test_crack500_preset_is_the_seed_table():
         "dataset": "crack500",
     }
     assert {k: getattr(cfg, k) for k in seed} == seed
+
+
+def test_crack500_preset_follows_the_seed_log_where_the_table_is_silent():
+    """The seed's log (crack500_run6_5.out): VALIDATION_N_EPOCHS 5, the fork's upsampling
+    network, and no SEG_BLACK blanking of the segmentation."""
+    cfg = make_config(preset="crack500")
+    assert (cfg.validation_every, cfg.architecture, cfg.seg_black) == (5, "segdecnet-up", False)
 
 
 def test_presets_are_valid_and_overridable():

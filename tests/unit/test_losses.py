@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ from crackkit.config import make_config
 from crackkit.losses import (
     SegDecLoss,
     decision_loss,
+    downsample_target,
     loss_weights,
     segmentation_loss,
     total_loss,
@@ -71,24 +73,47 @@ def test_weights_multiply_the_pixel_loss() -> None:
     )
 
 
-def _hand_max_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
+def _original_downsize(x: torch.Tensor, factor: int = 8) -> torch.Tensor:
+    """The 2021 loader's downsize written out: reflect-pad by 8, 17x17 window means, stride 8."""
+    a = np.pad(x.double().numpy(), ((0, 0), (0, 0), (factor, factor), (factor, factor)), "reflect")
     n, c, h, w = x.shape
-    return x.reshape(n, c, h // factor, factor, w // factor, factor).amax(dim=(3, 5))
+    k = 2 * factor + 1
+    out = np.zeros((n, c, h // factor, w // factor))
+    for i in range(h // factor):
+        for j in range(w // factor):
+            window = a[:, :, i * factor : i * factor + k, j * factor : j * factor + k]
+            out[:, :, i, j] = window.mean(axis=(2, 3))
+    return torch.from_numpy(out)
 
 
-def test_coarse_output_uses_max_pooled_targets_and_weights() -> None:
-    """For a 1/8 output the target and the weights are max-pooled over 8x8 cells."""
+def test_downsized_target_worked_example() -> None:
+    """A crack pixel at (3, 5) of a 32x48 mask: reflection counts it twice in the first cells."""
+    mask = torch.zeros(1, 1, 32, 48)
+    mask[0, 0, 3, 5] = 1.0
+    target = downsample_target(mask, (4, 6)).double()
+    expected = torch.zeros(1, 1, 4, 6, dtype=torch.float64)
+    expected[0, 0, :2, :2] = torch.tensor([[4.0, 2.0], [2.0, 1.0]]) / 289
+    torch.testing.assert_close(target, expected)
+
+
+def test_coarse_output_uses_the_original_downsized_targets_and_weights() -> None:
+    """For a 1/8 output the target and the weights are downsized as the original loader does."""
     torch.manual_seed(1)
-    logits = torch.randn(2, 1, 4, 6)
-    masks = torch.zeros(2, 1, 32, 48)
+    logits = torch.randn(2, 1, 8, 16)
+    masks = torch.zeros(2, 1, 64, 128)
     masks[0, 0, 3, 5] = 1.0
     masks[1, 0, 15:17, 40:48] = 1.0
-    weights = 1.0 + torch.rand(2, 1, 32, 48)
-    target = _hand_max_pool(masks, 8)
-    assert target[0, 0, 0, 0] == 1 and target.sum() == 1 + 2
-    expected = (_hand_bce(logits, target) * _hand_max_pool(weights, 8).double()).mean()
+    weights = 1.0 + torch.rand(2, 1, 64, 128)
+    target = _original_downsize(masks)
+    expected = (_hand_bce(logits, target) * _original_downsize(weights)).mean()
     loss = segmentation_loss(logits, masks, weights)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_target_size_must_be_eight_times_the_output() -> None:
+    """A target that is not 8x the output is refused with both sizes in the message."""
+    with pytest.raises(ValueError, match="32x48 target to the 5x6"):
+        downsample_target(torch.zeros(1, 1, 32, 48), (5, 6))
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 4, 6), (2, 1, 32, 48)])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from crackkit.losses import decision_loss
 from crackkit.model import ARCHITECTURES, FeatureNorm, build_model
+from crackkit.specs import check_input_size
 
-OUTPUT_STRIDE = {"segdecnet": 8, "segdecnet++": 1}
+OUTPUT_STRIDE = {"segdecnet": 8, "segdecnet-up": 1, "segdecnet++": 1}
 
 
 # (in channels, out channels, kernel) of every convolution; each is followed by a feature norm.
@@ -48,29 +51,29 @@ def _count(model: torch.nn.Module) -> int:
 def test_output_shapes(architecture: str, in_channels: int) -> None:
     """Decision is (N, 1); segmentation is at 1/8 for segdecnet and full size for segdecnet++."""
     torch.manual_seed(0)
-    model = build_model(architecture, in_channels, 32, 48).eval()
+    model = build_model(architecture, in_channels, 64, 128).eval()
     with torch.no_grad():
-        dec, seg = model(torch.rand(2, in_channels, 32, 48))
+        dec, seg = model(torch.rand(2, in_channels, 64, 128))
     stride = OUTPUT_STRIDE[architecture]
     assert dec.shape == (2, 1)
-    assert seg.shape == (2, 1, 32 // stride, 48 // stride)
+    assert seg.shape == (2, 1, 64 // stride, 128 // stride)
     assert model.output_stride == stride
 
 
 def test_unknown_architecture_lists_valid_names() -> None:
     """An unknown architecture name is refused with the list of valid ones."""
     with pytest.raises(ValueError, match="unknown architecture") as excinfo:
-        build_model("unet", 3, 32, 48)
+        build_model("unet", 3, 64, 128)
     assert all(name in str(excinfo.value) for name in ARCHITECTURES)
 
 
 @pytest.mark.parametrize(
     ("height", "width", "name"),
     [
-        (36, 48, "input_height"),
-        (32, 44, "input_width"),
-        (4, 48, "input_height"),
-        (0, 48, "input_height"),
+        (68, 128, "input_height=68"),
+        (64, 132, "input_width=132"),
+        (4, 128, "input_height=4"),
+        (0, 128, "input_height=0"),
     ],
 )
 def test_bad_input_size_names_the_parameter(height: int, width: int, name: str) -> None:
@@ -79,10 +82,29 @@ def test_bad_input_size_names_the_parameter(height: int, width: int, name: str) 
         build_model("segdecnet", 3, height, width)
 
 
+@pytest.mark.parametrize(
+    ("height", "width", "nearest"),
+    [(64, 64, (64, 128)), (32, 48, (64, 128)), (56, 512, (64, 512)), (96, 96, (96, 128))],
+)
+def test_input_too_small_for_the_head_gives_the_nearest_valid_size(height, width, nearest):
+    """The head's last map (floor(H/64) x floor(W/64)) needs two cells; the message says
+    what fits."""
+    with pytest.raises(ValueError, match="at least 2 cells") as excinfo:
+        build_model("segdecnet++", 3, height, width)
+    assert f"input_height={nearest[0]}, input_width={nearest[1]}" in str(excinfo.value)
+    build_model("segdecnet++", 3, *nearest)
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 128), (128, 64), (96, 160), (360, 640)])
+def test_smallest_and_usual_sizes_are_accepted(height: int, width: int) -> None:
+    """64x128 and 128x64 are the smallest inputs; the synthetic and CRACK500 sizes are valid."""
+    check_input_size(height, width)
+
+
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_segdecnet_parameter_count_matches_published_architecture(in_channels: int) -> None:
     """segdecnet has exactly the parameters of the published layer list."""
-    model = build_model("segdecnet", in_channels, 32, 48)
+    model = build_model("segdecnet", in_channels, 64, 128)
     assert _count(model) == _published_segdecnet_parameters(in_channels)
 
 
@@ -91,13 +113,22 @@ def test_segdecnet_parameter_count_value() -> None:
     assert _published_segdecnet_parameters(3) == 15_638_813
 
 
+@pytest.mark.parametrize(
+    ("architecture", "count"),
+    [("segdecnet", 15_638_813), ("segdecnet-up", 16_151_837), ("segdecnet++", 16_171_485)],
+)
+def test_parameter_counts_at_3x360x640_equal_the_originals(architecture: str, count: int) -> None:
+    """The counts of the originals' models at 3x360x640 (the networks hold no size-bound layer)."""
+    assert _count(build_model(architecture, 3, 360, 640)) == count
+
+
 def _decision_gradients(
     architecture: str, multiplier: float
 ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor | None]]:
     torch.manual_seed(0)
-    model = build_model(architecture, 3, 80, 80).train()
+    model = build_model(architecture, 3, 64, 128).train()
     model.gradient_multiplier = multiplier
-    dec, _ = model(torch.rand(2, 3, 80, 80))
+    dec, _ = model(torch.rand(2, 3, 64, 128))
     loss = decision_loss(dec, torch.tensor([1.0, 0.0]))
     named = list(model.named_parameters())
     grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
@@ -128,29 +159,48 @@ def test_forward_is_deterministic_on_cpu(architecture: str) -> None:
     outputs = []
     for _ in range(2):
         torch.manual_seed(123)
-        model = build_model(architecture, 3, 32, 48).eval()
-        x = torch.rand(2, 3, 32, 48)
+        model = build_model(architecture, 3, 64, 128).eval()
+        x = torch.rand(2, 3, 64, 128)
         with torch.no_grad():
             outputs.append(model(x))
     for first, second in zip(*outputs, strict=True):
         assert torch.equal(first, second)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_feature_norm_against_hand_formula(dtype: torch.dtype) -> None:
-    """(x - mean) / sqrt(var + eps) * scale + bias per sample and channel over H, W (float64
-    oracle); the bf16 CPU path (no float32 copy) within bf16 rounding."""
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_feature_norm_against_the_published_formula(dtype: torch.dtype) -> None:
+    """scale * (x - mean) / sqrt(std + eps) + bias, std unbiased over H, W (float64 oracle)."""
     torch.manual_seed(0)
-    norm = FeatureNorm(3)
+    norm = FeatureNorm(3).to(torch.float64 if dtype == torch.float64 else torch.float32)
     with torch.no_grad():
         norm.scale.copy_(torch.tensor([0.5, 1.0, 2.0]).view(1, 3, 1, 1))
         norm.bias.copy_(torch.tensor([0.0, -1.0, 3.0]).view(1, 3, 1, 1))
     x = torch.randn(2, 3, 5, 7) * 4 + 2
     x64 = x.to(dtype).double()
     mean = x64.mean(dim=(2, 3), keepdim=True)
-    var = x64.var(dim=(2, 3), unbiased=False, keepdim=True)
-    expected = (x64 - mean) / torch.sqrt(var + norm.eps) * norm.scale.double() + norm.bias.double()
+    std = x64.std(dim=(2, 3), unbiased=True, keepdim=True)
+    expected = (x64 - mean) / torch.sqrt(std + 1e-3) * norm.scale.double() + norm.bias.double()
     out = norm(x.to(dtype))
     assert out.dtype == dtype
-    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16 output: 8 significant bits
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
     torch.testing.assert_close(out.double(), expected, atol=tol, rtol=tol)
+
+
+def test_feature_norm_worked_example() -> None:
+    """Map [1, 2, 3, 6]: mean 3, unbiased std sqrt(14/3); (x - 3) / sqrt(std + 0.001)."""
+    norm = FeatureNorm(1).double()
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]], dtype=torch.float64)
+    denom = math.sqrt(math.sqrt(14 / 3) + 0.001)
+    expected = torch.tensor([[[[-2.0, -1.0], [0.0, 3.0]]]], dtype=torch.float64) / denom
+    torch.testing.assert_close(norm(x), expected, atol=1e-12, rtol=1e-12)
+    assert norm(x)[0, 0, 1, 1].item() == pytest.approx(2.0407, abs=1e-4)  # 3 / sqrt(2.1612)
+
+
+def test_convolutions_use_xavier_normal_initialisation() -> None:
+    """Encoder convolutions are xavier-normal: std sqrt(2 / (fan_in + fan_out))."""
+    torch.manual_seed(0)
+    model = build_model("segdecnet", 3, 64, 128)
+    w = model.encoder.stage3[0][0].weight  # 64 -> 64, 5x5: fans 1600 and 1600
+    assert w.std().item() == pytest.approx(math.sqrt(2 / 3200), rel=0.03)
+    w = model.encoder.stage4[0][0].weight  # 64 -> 1024, 15x15
+    assert w.std().item() == pytest.approx(math.sqrt(2 / ((64 + 1024) * 225)), rel=0.01)

@@ -99,13 +99,14 @@ def test_selection_score_follows_best_model_type(kind, expected):
 
 
 def test_validation_every_and_validate_on_test(folder, tmp_path):
-    """Validation runs every N epochs and on the last; validate_on_test validates on test."""
+    """Validation runs as the original's: after epoch 1, every N-th epoch after it and the last
+    (0-based epoch % N == 0); validate_on_test validates on test."""
     splits = load_splits(folder)
     splits["test"] = splits["test"][:3]
-    cfg = _cfg(folder, epochs=3, validation_every=2, validate_on_test=True)
+    cfg = _cfg(folder, epochs=4, validation_every=2, validate_on_test=True)
     result = train(cfg, tmp_path / "run", splits, progress=False, log=lambda _: None)
     validated = [r["epoch"] for r in result.history if r.get("val_f1_2px") is not None]
-    assert validated == [2, 3]
+    assert validated == [1, 3, 4]
     assert all(r["val_loss"] is not None for r in result.history if r["epoch"] in validated)
 
 
