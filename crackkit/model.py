@@ -84,11 +84,20 @@ class FeatureNorm(nn.Module):
     """Per-sample, per-channel normalisation over the spatial axes, as published.
 
     ``scale * (x - mean) / sqrt(std + eps) + bias`` with ``std`` the unbiased standard deviation
-    over H, W. Statistics are taken in float32 at least (bf16 maps under autocast are upcast), the
-    output has the input's dtype. Needs at least two pixels per map.
+    over H, W. Needs at least two pixels per map. The output has the input's dtype.
+
+    The published formula is computed through ``torch.group_norm`` (one group per sample and
+    channel), whose fused CPU kernel is several times faster than separate mean, std and
+    elementwise passes: group_norm gives ``(x - mean) / sqrt(var + e0)`` (biased variance, a tiny
+    ``e0``), and a per-sample, per-channel weight ``scale * sqrt(var + e0) / sqrt(std + eps)``,
+    computed differentiably from the same variance, turns it into the published function, values
+    and gradients (float64 tests hold both to 1e-12). For bf16 maps (autocast) the variance is
+    accumulated in float32 from the sums of ``x`` and ``x^2``, without a float32 copy of the map.
 
     x: (N, C, H, W) -> (N, C, H, W).
     """
+
+    _E0 = 1e-10
 
     def __init__(self, num_features: int, eps: float = 1e-3) -> None:
         super().__init__()
@@ -97,10 +106,24 @@ class FeatureNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, num_features, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xs = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        std, mean = torch.std_mean(xs, dim=(2, 3), keepdim=True)
-        factor = self.scale.to(xs.dtype) * torch.rsqrt(std + self.eps)
-        return ((xs - mean) * factor + self.bias.to(xs.dtype)).to(x.dtype)
+        n_, c, h, w = x.shape
+        n = h * w
+        if x.dtype in (torch.float32, torch.float64):
+            var = torch.var(x, dim=(2, 3), correction=0)
+        else:
+            flat = x.reshape(n_ * c, n)
+            mean = flat.sum(dim=1, dtype=torch.float32) / n
+            sq = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32).square() / n
+            var = (sq - mean * mean).clamp_min(0).view(n_, c)
+        std = torch.sqrt(var * (n / (n - 1))) if n > 1 else var * float("nan")
+        weight = self.scale.view(1, c).to(var.dtype) * torch.sqrt(var + self._E0)
+        weight = weight * torch.rsqrt(std + self.eps)
+        bias = self.bias.view(1, c).to(var.dtype).expand(n_, c)
+        xin = x if x.device.type == "cpu" or x.dtype == var.dtype else x.to(var.dtype)
+        out = torch.group_norm(
+            xin.reshape(1, n_ * c, h, w), n_ * c, weight.reshape(-1), bias.reshape(-1), self._E0
+        )
+        return out.view(n_, c, h, w).to(x.dtype)
 
 
 def _xavier(conv: nn.Conv2d) -> nn.Conv2d:

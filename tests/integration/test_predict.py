@@ -15,7 +15,6 @@ from PIL import Image
 from crackkit.cli import main
 from crackkit.config import make_config
 from crackkit.data.folder import DatasetError
-from crackkit.evaluate import full_resolution
 from crackkit.model import build_model
 from crackkit.predict import (
     CSV_COLUMNS,
@@ -25,6 +24,7 @@ from crackkit.predict import (
     predict_folder,
 )
 from crackkit.runs import RunDirError
+from crackkit.specs import CHECKPOINT_FORMAT
 from crackkit.train import CheckpointError, load_checkpoint, save_checkpoint
 
 # name -> (height, width, Pillow mode)
@@ -57,7 +57,13 @@ def _hand_made_checkpoint(
     torch.manual_seed(0)
     model = build_model(architecture, channels, cfg.input_height, cfg.input_width)
     best = {"score": -math.inf, "epoch": None, "metrics": None}
-    state = {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": 0, "best": best}
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "config": cfg.to_dict(),
+        "epoch": 0,
+        "best": best,
+    }
     return save_checkpoint(path, state)
 
 
@@ -198,13 +204,14 @@ def test_every_architecture_gives_full_size_maps(kit, model):
 
 
 def test_batched_and_unpadded_predictions_are_exact(kit):
-    """Batching changes nothing; a multiple-of-8 image is the model's own output, unpadded."""
+    """Batching changes nothing; a valid-size image is the model's own output, unpadded, its 1/8
+    map upsampled x8 by nearest neighbour as the published network returns it."""
     with pytest.warns(PredictWarning):
         predictor = Predictor.from_checkpoint(kit["segdecnet"], device="cpu")
     predictor.amp_dtype = None
     rng = np.random.default_rng(1)
-    a = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    b = rng.integers(0, 256, (35, 50, 3), dtype=np.uint8)  # same padded size as a
+    a = rng.integers(0, 256, (64, 136, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (59, 130, 3), dtype=np.uint8)  # same padded size as a
     batched = predictor.predict_batch([a, b])
     for image, (prob, score) in zip([a, b], batched, strict=True):
         single_prob, single_score = predictor.predict_image(image)
@@ -213,7 +220,7 @@ def test_batched_and_unpadded_predictions_are_exact(kit):
     with torch.inference_mode():
         x = torch.from_numpy(a.transpose(2, 0, 1).copy())[None].float() / 255
         dec, seg = predictor.model(x)
-        direct = torch.sigmoid(full_resolution(seg, (40, 56)))[0, 0].numpy()
+        direct = torch.sigmoid(seg.repeat_interleave(8, 2).repeat_interleave(8, 3))[0, 0].numpy()
     np.testing.assert_allclose(batched[0][0], direct, atol=1e-5)
     assert abs(batched[0][1] - float(torch.sigmoid(dec[0, 0]))) < 1e-5
 

@@ -26,6 +26,7 @@ from crackkit.config import make_config
 from crackkit.data.folder import DatasetError
 from crackkit.pipeline import evaluate_run, prepare, start_run, train_run
 from crackkit.runs import RunDirError, atomic_write_bytes, create_run_dir
+from crackkit.specs import CHECKPOINT_FORMAT as F2
 from crackkit.train import CheckpointError, NonFiniteLossError, load_checkpoint, save_checkpoint
 
 H, W = 32, 48
@@ -212,12 +213,13 @@ def _foreign_checkpoint(cfg, path: Path, case: str) -> None:
         path.write_bytes(path.read_bytes()[:3000])
     elif case == "other architecture":
         other = cfg.replace(architecture="segdecnet")
-        save_checkpoint(path, {"model": {}, "config": other.to_dict(), "epoch": 1})
+        save_checkpoint(path, {"format": F2, "model": {}, "config": other.to_dict(), "epoch": 1})
     elif case == "other parameters":
-        state = {"model": {}, "config": cfg.replace(lr=0.01).to_dict()}
+        state = {"format": F2, "model": {}, "config": cfg.replace(lr=0.01).to_dict()}
         save_checkpoint(path, state | {k: None for k in train_module._RESUME_KEYS})
     elif case == "best.pt as last.pt":
-        save_checkpoint(path, {"model": {}, "config": cfg.to_dict(), "epoch": 1, "best": {}})
+        state = {"format": F2, "model": {}, "config": cfg.to_dict(), "epoch": 1, "best": {}}
+        save_checkpoint(path, state)
 
 
 @pytest.mark.parametrize(
@@ -462,7 +464,7 @@ def test_unfinished_run_is_not_restarted_without_resume(tmp_path):
 def test_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
     """A write that fails before its rename keeps the old checkpoint and leaves no temp file."""
     path = tmp_path / "last.pt"
-    save_checkpoint(path, {"model": {}, "config": {}, "epoch": 1})
+    save_checkpoint(path, {"format": F2, "model": {}, "config": {}, "epoch": 1})
 
     def crash(*args):
         raise OSError("disk full")

@@ -12,6 +12,7 @@ import crackkit.train as train_module
 from crackkit.cli import main
 from crackkit.config import ConfigError, make_config
 from crackkit.runs import run_logger
+from crackkit.specs import CHECKPOINT_FORMAT
 from crackkit.train import (
     CheckpointError,
     NonFiniteLossError,
@@ -33,19 +34,24 @@ BAD_PARAMETERS = [
     (["-p", "momentum", "1.5"], "parameter 'momentum' got 1.5; it must be <= 1.0"),
     (
         ["-p", "input_height", "30"],
-        "SegDecNet needs input sides that are multiples of 8 (three 2x2 poolings); "
-        "got input_height=30. Try input_height=32",
+        "SegDecNet cannot take a 30x128 input: sides must be multiples of 8 (three 2x2 "
+        "poolings); got input_height=30. The nearest valid size is input_height=64, "
+        "input_width=128",
     ),
     (
         ["-p", "architecture", "unet"],
-        "parameter 'architecture' got 'unet'; allowed values: 'segdecnet', 'segdecnet++'",
+        "parameter 'architecture' got 'unet'; allowed values: 'segdecnet', 'segdecnet-up', "
+        "'segdecnet++'",
     ),
     (
         ["-p", "optimizer", "rmsprop"],
         "parameter 'optimizer' got 'rmsprop'; allowed values: 'adam', 'sgd'",
     ),
     (["-p", "validate", "false", "-p", "validate_on_test", "true"], "needs validate=True"),
-    (["--preset", "huge"], "unknown preset 'huge'; available presets: synthetic, tiny, crack500"),
+    (
+        ["--preset", "huge"],
+        "unknown preset 'huge'; available presets: synthetic, tiny, crack500, cfd",
+    ),
 ]
 
 
@@ -139,7 +145,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     """Asking for segdecnet++ from a segdecnet checkpoint names both architectures."""
     path = tmp_path / "best.pt"
     cfg = _tiny_config() | {"architecture": "segdecnet"}
-    save_checkpoint(path, {"model": {}, "config": cfg})
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model": {}, "config": cfg})
     with pytest.raises(CheckpointError, match=r"holds a 'segdecnet' model, but architecture"):
         load_checkpoint(path, architecture="segdecnet++")
 
@@ -147,9 +153,23 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 def test_weights_that_do_not_fit_the_recorded_architecture_are_refused(tmp_path):
     """load_model refuses weights that do not fit the architecture its config names."""
     path = tmp_path / "best.pt"
-    save_checkpoint(path, {"model": {"conv.weight": torch.zeros(1)}, "config": _tiny_config()})
+    state = {"model": {"conv.weight": torch.zeros(1)}, "config": _tiny_config()}
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT} | state)
     with pytest.raises(CheckpointError, match=r"does not fit a segdecnet\+\+ model"):
         load_model(path)
+
+
+@pytest.mark.parametrize("architecture", ["segdecnet", "segdecnet++"])
+def test_checkpoint_of_crackkit_0_1_is_refused_saying_what_changed(tmp_path, architecture):
+    """A format-1 checkpoint (no version) is never loaded: the message says what changed."""
+    path = tmp_path / "best.pt"
+    cfg = _tiny_config() | {"architecture": architecture}
+    model = {"encoder.stage1.0.weight": torch.zeros(32, 3, 5, 5)}
+    save_checkpoint(path, {"model": model, "config": cfg})
+    for loader in (load_checkpoint, load_model):
+        with pytest.raises(CheckpointError, match="format 1") as err:
+            loader(path)
+        assert "sqrt(std + eps)" in str(err.value) and "not SegDecNet++" in str(err.value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -181,16 +181,16 @@ def test_inference_cache_follows_weight_updates():
     torch.testing.assert_close(loaded, other(x), atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["segdecnet", "segdecnet++"])
+@pytest.mark.parametrize("arch", ["segdecnet", "segdecnet-up", "segdecnet++"])
 def test_network_with_fft_equals_network_without(arch, monkeypatch):
     torch.manual_seed(0)
-    direct = build_model(arch, 3, 64, 96).train()
+    direct = build_model(arch, 3, 64, 128).train()
     fft = copy.deepcopy(direct)
     assert set_fft_conv(fft, True) == 1 and set_fft_conv(direct, False) == 1
     fft.encoder.stage4[0].tile = 4
-    # 6 maps of 8x12 are below the training threshold: lower it to run the FFT under autograd.
+    # 6 maps of 8x16 are below the training threshold: lower it to run the FFT under autograd.
     monkeypatch.setattr(fftconv, "MIN_TRAIN_PIXELS", 1)
-    x = torch.rand(6, 3, 64, 96)
+    x = torch.rand(6, 3, 64, 128)
     d_dec, d_seg = direct(x)
     f_dec, f_seg = fft(x)
     (d_dec.sum() + d_seg.square().mean()).backward()

@@ -204,3 +204,22 @@ def test_convolutions_use_xavier_normal_initialisation() -> None:
     assert w.std().item() == pytest.approx(math.sqrt(2 / 3200), rel=0.03)
     w = model.encoder.stage4[0][0].weight  # 64 -> 1024, 15x15
     assert w.std().item() == pytest.approx(math.sqrt(2 / ((64 + 1024) * 225)), rel=0.01)
+
+
+def test_feature_norm_gradients_equal_the_published_formula() -> None:
+    """Input, scale and bias gradients equal autograd through the plain formula (float64)."""
+    torch.manual_seed(3)
+    norm = FeatureNorm(4).double()
+    with torch.no_grad():
+        norm.scale.uniform_(0.5, 2.0)
+        norm.bias.normal_()
+    x = (torch.randn(3, 4, 6, 9, dtype=torch.float64) * 2 + 1).requires_grad_()
+    probe = torch.randn(3, 4, 6, 9, dtype=torch.float64)
+    params = [x, norm.scale, norm.bias]
+    got = torch.autograd.grad((norm(x) * probe).sum(), params)
+    std = torch.std(x, dim=(2, 3), keepdim=True)
+    mean = torch.mean(x, dim=(2, 3), keepdim=True)
+    ref = norm.scale * (x - mean) / torch.sqrt(std + 1e-3) + norm.bias
+    want = torch.autograd.grad((ref * probe).sum(), params)
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-10, rtol=1e-10)

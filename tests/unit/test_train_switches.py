@@ -11,7 +11,7 @@ from crackkit.data.folder import write_sample
 from crackkit.train import selection_score, train
 
 
-def _bar_image(h=32, w=48, row=10):
+def _bar_image(h=64, w=128, row=10):
     """An image with a dark horizontal bar in its top half, and the bar's mask."""
     image = np.full((h, w, 3), 200, np.uint8)
     mask = np.zeros((h, w), bool)
