@@ -1,7 +1,9 @@
 """Crack data sets on disk: the folder layout, strict readers and writers, and the synthetic set.
 
 See :mod:`crackkit.data.folder` for the layout and :mod:`crackkit.data.synthetic` for the built-in
-synthetic data set.
+synthetic data set. Real data sets are imported into that layout by :mod:`crackkit.data.crack500`
+(``crackkit data crack500``) and :mod:`crackkit.data.cfd` (``crackkit data cfd``, CrackForest),
+which share the resumable, verified downloads of :mod:`crackkit.data.download`.
 """
 
 from crackkit.data.folder import (

@@ -10,8 +10,25 @@ three layouts, each possibly under one or two extra top folders (``CRACK500/...`
   ``X_mask.png`` side by side.
 * ``mirror``: ``{train,val,test}/{images,masks}``, a mask having its image's stem.
 
+The authors' archive doubles the split folders (``traincrop/traincrop/X.jpg``); a folder holding
+no images but a sub-folder of its own name is read through that sub-folder, so the doubled and the
+single layout import alike.
+
 When crops and full-size images are both present the crops become the splits; the full-size images
 only serve ``negatives_from_full``, which cuts crack-free tiles out of them.
+
+Split lists ``train.txt``, ``val.txt``, ``test.txt`` beside the split folders (or in a folder above
+them) decide the split membership when present: each line names an image and its mask
+(``traincrop/X.jpg traincrop/X.png``, as public loaders read them) or only the image (its mask is
+then looked up beside it as the layout names masks). A listed path is resolved relative to the
+list's folder, with its first folder doubled or undoubled as the archive has it; a listed file that
+cannot be found stops the import naming the list, the line and the path.
+
+Negatives: the seed's run trained with 1,411 crack-free training images whose source its fork does
+not state. ``negatives_from_full`` is crackkit's stand-in: crack-free tiles cut from the full-size
+images, the train split's negatives capped at ``negatives_count`` (default
+:data:`SEED_TRAIN_NEGATIVES`) by a seeded draw. ``dataset.json`` says where the negatives came from
+in ``negatives_source``.
 
 The import never touches the archive. It extracts into a temporary folder (refusing absolute paths,
 ``..`` and links), pairs and checks every image and mask, builds the result in a hidden sibling
@@ -43,8 +60,10 @@ from crackkit.data.download import (
     CRACK500,
     CRACK500_HOMEPAGE,
     DownloadError,
+    archive_name,
     download,
     sha256_file,
+    store_raw,
 )
 from crackkit.data.folder import (
     IMAGE_EXTENSIONS,
@@ -61,6 +80,8 @@ __all__ = [
     "CRACK500_COUNTS",
     "CRACK500_TILE",
     "LAYOUTS",
+    "SEED_TRAIN_NEGATIVES",
+    "SPLIT_LISTS",
     "ImportReport",
     "add_cli_arguments",
     "crack_free_tiles",
@@ -77,6 +98,14 @@ CRACK500_COUNTS: dict[str, int] = {"train": 1896, "val": 348, "test": 1124}
 
 CRACK500_TILE: tuple[int, int] = (360, 640)
 """(height, width) of the authors' crops, the default size of negative tiles."""
+
+SEED_TRAIN_NEGATIVES = 1411
+"""Training negatives of the seed's run (its log: 'Number of negatives: 1411'); source unstated."""
+
+SPLIT_LISTS: dict[str, str] = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}
+"""Split list files read when the archive carries them."""
+
+_SEED_NEGATIVES_NOTE = "the seed fork's 1,411 negatives have no stated source"
 
 _CROP_DIRS = {"train": "traincrop", "val": "valcrop", "test": "testcrop"}
 _FULL_DIRS = {"train": "traindata", "val": "valdata", "test": "testdata"}
@@ -106,6 +135,11 @@ class ImportReport:
         source: archive or folder imported.
         source_sha256: SHA-256 of the archive (None for a folder).
         negatives_from_full: whether full-size tiles were added, and ``tile`` their (H, W).
+        negatives_count: cap on the train split's negatives when tiles are added (None: no cap).
+        negatives_seed: seed of the draw that picks the train tiles under that cap.
+        tiles_available: ``{split: n}`` crack-free tiles found before the cap.
+        split_lists: ``{split: list file}`` of the split lists honoured (empty: folders only).
+        negatives_source: one sentence saying where the negatives came from.
     """
 
     name: str
@@ -119,6 +153,11 @@ class ImportReport:
     source_sha256: str | None = None
     negatives_from_full: bool = False
     tile: tuple[int, int] | None = None
+    negatives_count: int | None = None
+    negatives_seed: int | None = None
+    tiles_available: dict[str, int] = field(default_factory=dict)
+    split_lists: dict[str, str] = field(default_factory=dict)
+    negatives_source: str = ""
 
     def to_dict(self) -> dict:
         """JSON-ready view, the content of ``dataset.json``."""
@@ -131,6 +170,11 @@ class ImportReport:
             "binarised_masks": self.binarised_masks,
             "negatives_from_full": self.negatives_from_full,
             "tile": list(self.tile) if self.tile else None,
+            "negatives_count": self.negatives_count,
+            "negatives_seed": self.negatives_seed,
+            "tiles_available": self.tiles_available,
+            "negatives_source": self.negatives_source,
+            "split_lists": self.split_lists,
             "warnings": list(self.warnings),
             "dest": str(self.dest),
         }
@@ -152,6 +196,7 @@ class _Layout:
     base: Path
     splits: dict[str, Path]
     full: dict[str, Path]
+    lists: dict[str, Path] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,9 +320,37 @@ def _find_base(root: Path, names: Mapping[str, str], accept: Callable[[Path], bo
     return None
 
 
+def _has_images(folder: Path) -> bool:
+    return any(
+        p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _IMAGE_EXTS
+        for p in folder.iterdir()
+    )
+
+
+def _undouble(folder: Path) -> Path:
+    """The folder that holds the files: ``traincrop/traincrop/`` when ``traincrop/`` has none."""
+    for _ in range(_SEARCH_DEPTH):
+        inner = _subdirs(folder).get(folder.name.lower())
+        if inner is None or _has_images(folder):
+            return folder
+        folder = inner
+    return folder
+
+
 def _split_folders(base: Path, names: Mapping[str, str]) -> dict[str, Path]:
     children = _subdirs(base)
-    return {split: children[n] for split, n in names.items() if n in children}
+    return {split: _undouble(children[n]) for split, n in names.items() if n in children}
+
+
+def _find_lists(root: Path, base: Path) -> dict[str, Path]:
+    """Split lists in ``base`` or, failing that, in the nearest folder above it within ``root``."""
+    folder = base
+    while True:
+        files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+        lists = {s: files[n] for s, n in SPLIT_LISTS.items() if n in files}
+        if lists or folder == root or root not in folder.parents:
+            return lists
+        folder = folder.parent
 
 
 def detect_layout(root: str | os.PathLike) -> _Layout:
@@ -294,11 +367,13 @@ def detect_layout(root: str | os.PathLike) -> _Layout:
     )
     full_dirs = _split_folders(full, _FULL_DIRS) if full else {}
     if crops:
-        return _Layout("crops", crops, _split_folders(crops, _CROP_DIRS), full_dirs)
+        splits = _split_folders(crops, _CROP_DIRS)
+        return _Layout("crops", crops, splits, full_dirs, _find_lists(root, crops))
     if mirror:
-        return _Layout("mirror", mirror, _split_folders(mirror, {s: s for s in SPLITS}), full_dirs)
+        splits = _split_folders(mirror, {s: s for s in SPLITS})
+        return _Layout("mirror", mirror, splits, full_dirs, _find_lists(root, mirror))
     if full:
-        return _Layout("full", full, full_dirs, full_dirs)
+        return _Layout("full", full, full_dirs, full_dirs, _find_lists(root, full))
     raise DatasetError(
         f"{root}: no CRACK500 layout recognised; top-level entries: {_describe(root)}. Accepted "
         "layouts (optionally under one or more extra folders such as CRACK500/): "
@@ -395,16 +470,134 @@ def _pairs_mirror(split_dir: Path, warnings: list[str]) -> list[_Pair]:
     return [_Pair(images[stem], mask_of[stem]) for stem in sorted(images)]
 
 
+def _listed_candidates(list_dir: Path, token: str) -> list[Path]:
+    """Where a path named in a split list may lie: as written, or with its first folder doubled
+    (``traincrop/x.jpg`` -> ``traincrop/traincrop/x.jpg``), or with leading folders dropped (an
+    absolute path from the list author's machine, or a doubled folder the archive does not have)."""
+    parts = [p for p in PurePosixPath(token.replace("\\", "/")).parts if p not in ("", ".", "/")]
+    candidates: list[Path] = []
+    for start in range(len(parts)):
+        sub = parts[start:]
+        if ".." in sub:
+            continue
+        options = [list_dir.joinpath(*sub)]
+        if len(sub) >= 2:
+            options.append(list_dir.joinpath(sub[0], *sub))
+        candidates.extend(c for c in options if c not in candidates)
+    return candidates
+
+
+def _resolve_listed(list_path: Path, lineno: int, token: str, what: str) -> Path:
+    candidates = _listed_candidates(list_path.parent, token)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = f"looked for {candidates[0]}" if candidates else "not a relative file path"
+    if len(candidates) > 1:
+        looked += f" and {len(candidates) - 1} other place(s), its first folder doubled or not"
+    raise DatasetError(f"{list_path}, line {lineno}: {what} {token!r} not found ({looked})")
+
+
+def _mask_candidates(image: Path, layout_name: str) -> list[Path]:
+    stem = image.stem
+    if layout_name == "full":
+        return [image.with_name(f"{stem}_mask{ext}") for ext in IMAGE_EXTENSIONS]
+    if layout_name == "mirror":
+        return [image.parent.parent / "masks" / f"{stem}{ext}" for ext in IMAGE_EXTENSIONS]
+    return [image.with_suffix(ext) for ext in IMAGE_EXTENSIONS if ext not in (".jpg", ".jpeg")]
+
+
+def _pairs_from_list(list_path: Path, layout_name: str) -> list[_Pair]:
+    """Pairs named by a split list: ``IMAGE MASK`` or ``IMAGE`` per line, ``#`` comments."""
+    try:
+        lines = list_path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{list_path}: cannot read split list ({err})") from err
+    pairs: list[_Pair] = []
+    seen: dict[Path, int] = {}
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        tokens = line.split()
+        if len(tokens) > 2:
+            raise DatasetError(
+                f"{list_path}, line {lineno}: {line!r} has {len(tokens)} fields; expected "
+                "'IMAGE MASK' or 'IMAGE' (paths without spaces)"
+            )
+        image = _resolve_listed(list_path, lineno, tokens[0], "image")
+        if len(tokens) == 2:
+            mask = _resolve_listed(list_path, lineno, tokens[1], "mask")
+        else:
+            options = _mask_candidates(image, layout_name)
+            mask = next((m for m in options if m.is_file()), None)
+            if mask is None:
+                raise DatasetError(
+                    f"{list_path}, line {lineno}: no mask for {tokens[0]!r} (expected "
+                    f"{options[0]}); give it as a second field"
+                )
+        if mask == image:
+            raise DatasetError(f"{list_path}, line {lineno}: image and mask are the same file")
+        key = image.resolve()
+        if key in seen:
+            raise DatasetError(
+                f"{list_path}, line {lineno}: {tokens[0]!r} is already listed on line {seen[key]}"
+            )
+        seen[key] = lineno
+        pairs.append(_Pair(image, mask))
+    if not pairs:
+        raise DatasetError(f"{list_path}: split list names no files")
+    return pairs
+
+
+def _unlisted_images(folder: Path, pairs: list[_Pair], layout_name: str) -> list[Path]:
+    """Images of a split folder that its list leaves out (crops and full layouts)."""
+    if layout_name == "mirror":
+        folder = folder / "images"
+        if not folder.is_dir():
+            return []
+    listed = {p.image.resolve() for p in pairs}
+    return [
+        path
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+        and not path.name.startswith(".")
+        and (
+            path.suffix.lower() in _IMAGE_EXTS
+            if layout_name == "mirror"
+            else path.suffix.lower() in (".jpg", ".jpeg") and not path.stem.endswith("_mask")
+        )
+        and path.resolve() not in listed
+    ]
+
+
 def _layout_pairs(layout: _Layout, warnings: list[str]) -> dict[str, list[_Pair]]:
     pairs = {}
     names = {"crops": _CROP_DIRS, "full": _FULL_DIRS, "mirror": {s: s for s in SPLITS}}
     for split in SPLITS:
         folder = layout.splits.get(split)
+        listed = layout.lists.get(split)
+        if listed is not None:
+            found = _pairs_from_list(listed, layout.name)
+            left_out = _unlisted_images(folder, found, layout.name) if folder else []
+            if left_out:
+                warnings.append(
+                    f"{folder}: {len(left_out)} image(s) not named in {listed.name} were left "
+                    f"out of split {split!r}, e.g. {left_out[0].name}"
+                )
+            pairs[split] = found
+            continue
         if folder is None:
             raise DatasetError(
                 f"{layout.base}: split {split!r} is empty: no folder "
                 f"{names[layout.name][split]}/ found (layout {layout.name!r}: "
                 f"{LAYOUTS[layout.name]})"
+                + (f" and no {SPLIT_LISTS[split]}" if layout.lists else "")
+            )
+        if layout.lists:
+            others = ", ".join(sorted(p.name for p in layout.lists.values()))
+            warnings.append(
+                f"no {SPLIT_LISTS[split]} beside {others}: split {split!r} is read from {folder}"
             )
         if layout.name == "mirror":
             found = _pairs_mirror(folder, warnings)
@@ -495,21 +688,69 @@ def _add_full_tiles(
     tile: tuple[int, int],
     progress: bool,
     warnings: list[str],
-) -> int:
-    written = 0
+    limit: int | None = None,
+    seed: int = 0,
+) -> tuple[int, int]:
+    """Write crack-free tiles of the full-size images of ``full_dir`` as negatives of ``split``.
+
+    Args:
+        limit: write at most this many tiles, drawn without replacement with ``seed`` from all
+            crack-free tiles (in stem, then row-major order); None writes them all.
+
+    Returns:
+        ``(written, available)``: tiles written and crack-free tiles found.
+    """
     pairs = _pairs_side_by_side(full_dir, "_mask", warnings)
-    for pair in tqdm(pairs, desc=f"{split} negative tiles", unit="img", disable=not progress):
-        image = read_image(pair.image)
-        mask = read_mask(pair.mask, shape=image.shape[:2])
-        for r, c in crack_free_tiles(mask, tile):
-            stem = f"{pair.stem}_neg_r{r}_c{c}"
-            if _files_with_stem(split_dir / "images", stem):
-                raise DatasetError(f"{pair.image}: tile stem {stem!r} is already taken")
-            crop = image[r : r + tile[0], c : c + tile[1]]
-            # JPEG like the crops, so compression artefacts never tell negatives from positives.
-            write_sample(split_dir.parent, split, stem, crop, np.zeros(crop.shape[:2], bool))
-            written += 1
-    return written
+    plan: list[tuple[_Pair, int, int]] = []
+    for pair in tqdm(pairs, desc=f"{split} crack-free tiles", unit="img", disable=not progress):
+        mask = read_mask(pair.mask, shape=image_size(pair.image))
+        plan.extend((pair, r, c) for r, c in crack_free_tiles(mask, tile))
+    chosen = plan
+    if limit is not None and len(plan) > limit:
+        keep = np.random.default_rng(seed).choice(len(plan), size=limit, replace=False)
+        chosen = [plan[i] for i in sorted(keep)]
+    current: _Pair | None = None
+    image = np.zeros((0, 0, 3), np.uint8)
+    bar = tqdm(chosen, desc=f"{split} negative tiles", unit="tile", disable=not progress)
+    for pair, r, c in bar:
+        if pair is not current:
+            current, image = pair, read_image(pair.image)
+        stem = f"{pair.stem}_neg_r{r}_c{c}"
+        if _files_with_stem(split_dir / "images", stem):
+            raise DatasetError(f"{pair.image}: tile stem {stem!r} is already taken")
+        crop = image[r : r + tile[0], c : c + tile[1]]
+        # JPEG like the crops, so compression artefacts never tell negatives from positives.
+        write_sample(split_dir.parent, split, stem, crop, np.zeros(crop.shape[:2], bool))
+    return len(chosen), len(plan)
+
+
+def _negatives_source(report: ImportReport, own: int, extra_dir: str | None) -> str:
+    """One sentence on where the train split's negatives came from, for ``dataset.json``."""
+    added = report.added_negatives.get("train", {})
+    tiles, extra = added.get("full_tiles", 0), added.get("extra", 0)
+    parts = []
+    if own:
+        parts.append(f"{own} crack-free image{'s' if own != 1 else ''} of the archive itself")
+    if report.negatives_from_full:
+        h, w = report.tile or CRACK500_TILE
+        text = (
+            f"{tiles} crack-free {h}x{w} tiles cut from the full-size {_FULL_DIRS['train']}/ "
+            "images by crackkit (--negatives-from-full"
+        )
+        available = report.tiles_available.get("train", tiles)
+        if report.negatives_count is not None and available > tiles:
+            text += (
+                f"; drawn with seed {report.negatives_seed} from the {available} found, to cap the "
+                f"train negatives at --negatives-count {report.negatives_count}"
+            )
+        parts.append(text + ")")
+    if extra:
+        parts.append(f"{extra} images copied from {extra_dir} (extra_negatives)")
+    if not parts:
+        return f"the train split has no negatives; {_SEED_NEGATIVES_NOTE}"
+    head = "; ".join(parts) if len(parts) > 1 else parts[0]
+    tail = "" if report.negatives_from_full else " (no --negatives-from-full)"
+    return f"train negatives: {head}{tail}; {_SEED_NEGATIVES_NOTE}"
 
 
 def _add_extra_negatives(folder: Path, split_dir: Path, progress: bool, warnings: list[str]) -> int:
@@ -551,6 +792,8 @@ def _import_tree(
     source: str,
     source_sha256: str | None,
     shown_as: tuple[str, str] | None = None,
+    negatives_count: int | None = SEED_TRAIN_NEGATIVES,
+    negatives_seed: int = 0,
 ) -> ImportReport:
     final = dest_root / name
     _check_destination(final, overwrite)
@@ -559,9 +802,13 @@ def _import_tree(
         raise ValueError(f"extra_negatives has unknown splits {unknown}; valid: {list(SPLITS)}")
     if negatives_from_full and (len(tile) != 2 or min(tile) <= 0):
         raise ValueError(f"tile must be a positive (height, width), got {tile!r}")
+    if negatives_count is not None and negatives_count < 0:
+        raise ValueError(f"negatives_count must be >= 0 or None, got {negatives_count!r}")
     warnings: list[str] = []
     layout = detect_layout(src_root)
     _say(verbose, _shown(f"{name}: layout {layout.name!r} found in {layout.base}", shown_as))
+    for split, listed in layout.lists.items():
+        _say(verbose, _shown(f"  {split}: membership from the split list {listed}", shown_as))
     pairs = _layout_pairs(layout, warnings)
     if negatives_from_full and not layout.full:
         raise DatasetError(
@@ -577,7 +824,13 @@ def _import_tree(
         source_sha256=source_sha256,
         negatives_from_full=negatives_from_full,
         tile=tuple(tile) if negatives_from_full else None,
+        negatives_count=negatives_count if negatives_from_full else None,
+        negatives_seed=negatives_seed if negatives_from_full else None,
+        split_lists={
+            split: path.relative_to(src_root).as_posix() for split, path in layout.lists.items()
+        },
     )
+    own_train_negatives = 0
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.importing-", dir=dest_root))
     try:
         for split in SPLITS:
@@ -590,18 +843,43 @@ def _import_tree(
                 _copy_image(pair.image, split_dir, pair.stem)
                 _write_mask(split_dir / "masks" / f"{pair.stem}.png", mask)
             found = len(pairs[split])
+            if split == "train":
+                own_train_negatives = found - positives
             added = {"full_tiles": 0, "extra": 0}
-            if negatives_from_full:
-                if split in layout.full:
-                    added["full_tiles"] = _add_full_tiles(
-                        layout.full[split], split_dir, split, tile, progress, warnings
-                    )
-                else:
-                    warnings.append(f"no full-size folder {_FULL_DIRS[split]}/ for split {split!r}")
             if extra_negatives and split in extra_negatives:
                 added["extra"] = _add_extra_negatives(
                     Path(extra_negatives[split]), split_dir, progress, warnings
                 )
+            if negatives_from_full:
+                if split in layout.full:
+                    limit = None
+                    before = found - positives + added["extra"]
+                    if split == "train" and negatives_count is not None:
+                        limit = max(0, negatives_count - before)
+                        if before > negatives_count:
+                            warnings.append(
+                                f"split 'train' already holds {before} negatives, more than "
+                                f"--negatives-count {negatives_count}; no tiles were added"
+                            )
+                    added["full_tiles"], available = _add_full_tiles(
+                        layout.full[split],
+                        split_dir,
+                        split,
+                        tile,
+                        progress,
+                        warnings,
+                        limit=limit,
+                        seed=negatives_seed,
+                    )
+                    report.tiles_available[split] = available
+                    if limit is not None and available < limit:
+                        warnings.append(
+                            f"only {available} crack-free tiles found for split 'train': it has "
+                            f"{before + available} negatives, fewer than --negatives-count "
+                            f"{negatives_count}"
+                        )
+                else:
+                    warnings.append(f"no full-size folder {_FULL_DIRS[split]}/ for split {split!r}")
             report.added_negatives[split] = added
             extra = added["full_tiles"] + added["extra"]
             report.counts[split] = {
@@ -613,6 +891,8 @@ def _import_tree(
             line += f"{found - positives} crack-free)"
             if added["full_tiles"]:
                 line += f" + {added['full_tiles']} crack-free tiles of the full-size images"
+                if added["full_tiles"] < report.tiles_available.get(split, 0):
+                    line += f" (of {report.tiles_available[split]} found)"
             if added["extra"]:
                 line += f" + {added['extra']} extra negatives"
             _say(verbose, line)
@@ -631,6 +911,9 @@ def _import_tree(
         written = split_counts(staging)
         if written != report.counts:
             raise RuntimeError(f"import wrote {written} but counted {report.counts}")
+        extra_dir = str((extra_negatives or {}).get("train")) if extra_negatives else None
+        report.negatives_source = _negatives_source(report, own_train_negatives, extra_dir)
+        _say(verbose, f"  negatives: {report.negatives_source}")
         report.warnings = [_shown(w, shown_as) for w in warnings]
         for warning in report.warnings:
             _say(verbose, f"WARNING: {warning}")
@@ -678,6 +961,8 @@ def import_folder(
     overwrite: bool = False,
     negatives_from_full: bool = False,
     tile: tuple[int, int] = CRACK500_TILE,
+    negatives_count: int | None = SEED_TRAIN_NEGATIVES,
+    negatives_seed: int = 0,
     extra_negatives: Mapping[str, str | os.PathLike] | None = None,
     progress: bool = True,
     verbose: bool = True,
@@ -695,6 +980,8 @@ def import_folder(
         overwrite=overwrite,
         negatives_from_full=negatives_from_full,
         tile=tile,
+        negatives_count=negatives_count,
+        negatives_seed=negatives_seed,
         extra_negatives=extra_negatives,
         progress=progress,
         verbose=verbose,
@@ -712,6 +999,8 @@ def import_archive(
     overwrite: bool = False,
     negatives_from_full: bool = False,
     tile: tuple[int, int] = CRACK500_TILE,
+    negatives_count: int | None = SEED_TRAIN_NEGATIVES,
+    negatives_seed: int = 0,
     extra_negatives: Mapping[str, str | os.PathLike] | None = None,
     progress: bool = True,
     verbose: bool = True,
@@ -728,6 +1017,11 @@ def import_archive(
             (non-overlapping grid from the top-left corner) with all-zero masks, named
             ``X_neg_r{row}_c{col}`` after their top-left pixel.
         tile: ``(height, width)`` of those tiles.
+        negatives_count: with ``negatives_from_full``, cap the train split's negatives (its own
+            crack-free images, extra negatives and tiles) at this many by drawing the tiles
+            without replacement with ``negatives_seed``; None adds every crack-free tile. The
+            val and test splits always get every tile. Default: the seed run's 1411.
+        negatives_seed: seed of that draw.
         extra_negatives: ``{split: folder}`` of crack-free images copied in with all-zero masks.
         progress: show progress bars.
         verbose: print the layout, per-split counts and warnings.
@@ -737,7 +1031,8 @@ def import_archive(
 
     Raises:
         DatasetError: unsafe or unreadable archive, unknown layout, an image without its mask, a
-            mask of another size, an empty split, or an existing import without ``overwrite``.
+            mask of another size, an empty split, a split list naming a file that is not there, or
+            an existing import without ``overwrite``.
     """
     archive, dest_root = Path(archive), Path(dest_root)
     if not archive.is_file():
@@ -757,6 +1052,8 @@ def import_archive(
                 overwrite=overwrite,
                 negatives_from_full=negatives_from_full,
                 tile=tile,
+                negatives_count=negatives_count,
+                negatives_seed=negatives_seed,
                 extra_negatives=extra_negatives,
                 progress=progress,
                 verbose=verbose,
@@ -772,41 +1069,6 @@ def import_archive(
 # Download + import
 
 
-def _archive_name(url: str) -> str:
-    tail = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    suffixes = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-    return tail if tail.lower().endswith(suffixes) else CRACK500.filename
-
-
-def _store_raw(archive: Path, raw_dir: Path, sha256: str | None, verbose: bool) -> Path:
-    """Copy a hand-downloaded archive into ``raw_dir`` (kept as is when already there)."""
-    if not archive.is_file():
-        raise DatasetError(f"{archive}: archive not found")
-    digest = sha256_file(archive)
-    if sha256 is not None and digest != sha256.strip().lower():
-        raise DatasetError(
-            f"{archive}: SHA-256 is {digest}, expected {sha256.strip().lower()}; the file differs "
-            "from the pinned archive (incomplete download or another release)"
-        )
-    if sha256 is None:
-        _say(verbose, f"SHA-256 of {archive.name}: {digest} (pin it with --sha256 {digest})")
-    if archive.resolve().parent == raw_dir.resolve():
-        return archive
-    target = raw_dir / archive.name
-    if target.exists():
-        if sha256_file(target) != digest:
-            raise DatasetError(
-                f"{target} already exists with other content; raw files are never overwritten: "
-                "rename your archive or remove the old one"
-            )
-        return target
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    shutil.copyfile(archive, partial)
-    os.replace(partial, target)
-    return target
-
-
 def fetch_crack500(
     root: str | os.PathLike | None = None,
     url: str | None = None,
@@ -817,6 +1079,7 @@ def fetch_crack500(
     negatives_from_full: bool = False,
     tile: tuple[int, int] = CRACK500_TILE,
     verbose: bool = True,
+    negatives_count: int | None = SEED_TRAIN_NEGATIVES,
 ) -> Path:
     """Download (or take) the CRACK500 archive into ``root/raw`` and import it.
 
@@ -835,6 +1098,8 @@ def fetch_crack500(
             :func:`import_archive`).
         tile: (height, width) of those tiles.
         verbose: print layout, counts and warnings.
+        negatives_count: cap on the train split's negatives with ``negatives_from_full`` (see
+            :func:`import_archive`); None for no cap.
 
     Returns:
         The processed folder, ``root/processed/crack500``. If it already holds an import of the
@@ -849,12 +1114,12 @@ def fetch_crack500(
     if archive is not None:
         if url is not None:
             raise ValueError("pass either url or archive, not both")
-        raw = _store_raw(Path(archive).expanduser(), raw_dir, sha256, verbose)
+        raw = store_raw(Path(archive).expanduser(), raw_dir, sha256, verbose=verbose)
     else:
         url = url or CRACK500.url
         raw = download(
             url,
-            raw_dir / _archive_name(url),
+            raw_dir / archive_name(url, CRACK500.filename),
             sha256=sha256 or CRACK500.sha256,
             progress=progress,
         )
@@ -864,7 +1129,13 @@ def fetch_crack500(
         same = (
             record.get("source", {}).get("sha256") == sha256_file(raw)
             and record.get("negatives_from_full") == negatives_from_full
-            and (not negatives_from_full or record.get("tile") == list(tile))
+            and (
+                not negatives_from_full
+                or (
+                    record.get("tile") == list(tile)
+                    and record.get("negatives_count") == negatives_count
+                )
+            )
         )
         if same:
             _say(verbose, f"{final} already holds this import; nothing to do")
@@ -880,6 +1151,7 @@ def fetch_crack500(
         overwrite=overwrite,
         negatives_from_full=negatives_from_full,
         tile=tile,
+        negatives_count=negatives_count,
         progress=progress,
         verbose=verbose,
     )
@@ -924,8 +1196,28 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         default=list(CRACK500_TILE),
         help="negative tile size (default: %(default)s)",
     )
+    parser.add_argument(
+        "--negatives-count",
+        type=_count_or_all,
+        default=SEED_TRAIN_NEGATIVES,
+        metavar="N",
+        help="with --negatives-from-full, cap the train split's negatives at N (tiles drawn with "
+        "seed 0), or 'all' for every crack-free tile (default: %(default)s, the seed run's count)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
+
+
+def _count_or_all(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0 or 'all', got {text!r}")
+    return value
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -940,6 +1232,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             negatives_from_full=args.negatives_from_full,
             tile=tuple(args.tile),
+            negatives_count=args.negatives_count,
         )
     except (DatasetError, DownloadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

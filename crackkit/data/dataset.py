@@ -77,7 +77,12 @@ def resolve_dataset(
     if prepared.is_dir():
         return prepared
     available = sorted(p.name for p in Path(processed_dir).glob("*") if p.is_dir())
-    hint = " Get CRACK500 with `crackkit data crack500`." if name == "crack500" else ""
+    hints = {
+        "crack500": " Get CRACK500 with `crackkit data crack500`.",
+        "cfd": " Get CrackForest with `crackkit data cfd --source DIR_OR_ARCHIVE` (or without "
+        "--source to download the authors' GitHub archive).",
+    }
+    hint = hints.get(name, "")
     raise DatasetError(
         f"data set {name!r} not found: it is not a folder and not prepared under {processed_dir} "
         f"(prepared: {', '.join(available) or 'none'}). Use 'synthetic', a prepared name or a "

@@ -12,6 +12,11 @@ response is such a page (an HTML ``<form id="download-form">`` with hidden ``id`
 is followed automatically. Anything else that comes back as HTML (a login page, a quota notice, a
 folder view) is refused: download the file by hand and pass it as ``--archive PATH``, or give a
 direct link with ``--url``.
+
+:func:`store_raw` copies a hand-downloaded archive into ``data/raw`` (checking its SHA-256 the same
+way) and :func:`archive_name` names a downloaded one; the data-set importers
+(:mod:`crackkit.data.crack500`, :mod:`crackkit.data.cfd`) share these helpers and keep their own
+:class:`DownloadInfo` records.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
 import sys
 import urllib.error
 import urllib.parse
@@ -31,21 +37,28 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from crackkit.data.folder import DatasetError
+
 __all__ = [
+    "ARCHIVE_SUFFIXES",
     "CRACK500",
     "CRACK500_DRIVE_FOLDER",
     "CRACK500_HOMEPAGE",
     "DownloadError",
     "DownloadInfo",
+    "archive_name",
     "download",
     "google_drive_url",
     "normalise_url",
     "part_path",
     "resolve_google_drive",
     "sha256_file",
+    "store_raw",
 ]
 
 USER_AGENT = "crackkit-downloader/0.1 (+python-urllib)"
+ARCHIVE_SUFFIXES: tuple[str, ...] = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+"""File endings of the archives the importers extract."""
 _HTML_PAGE_LIMIT = 2 << 20
 _MAX_CONFIRMATIONS = 3
 
@@ -453,3 +466,76 @@ def download(
                 f"({interruptions} interruption(s)). The partial file {part} is kept: run the same "
                 "command again to resume."
             )
+
+
+def archive_name(url: str, default: str) -> str:
+    """Name of the file an archive downloaded from ``url`` gets in ``data/raw``.
+
+    A GitHub archive link (``github.com/OWNER/REPO/archive/[refs/heads/]REF.zip``) gets GitHub's
+    own name ``REPO-REF.zip``; any other URL whose last path part ends like an archive keeps it;
+    anything else (a Google Drive link) gets ``default``.
+    """
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    if parts.hostname in ("github.com", "www.github.com"):
+        match = re.fullmatch(
+            r"/[^/]+/([^/]+)/archive/(?:refs/(?:heads|tags)/)?(.+?)(\.zip|\.tar\.gz)", path
+        )
+        if match:
+            repo, ref, ext = match.groups()
+            return f"{repo}-{ref.replace('/', '-')}{ext}"
+    tail = path.rsplit("/", 1)[-1]
+    return tail if tail.lower().endswith(ARCHIVE_SUFFIXES) else default
+
+
+def store_raw(
+    archive: str | os.PathLike,
+    raw_dir: str | os.PathLike,
+    sha256: str | None = None,
+    *,
+    verbose: bool = True,
+) -> Path:
+    """Copy a hand-downloaded archive into ``raw_dir``, checking its SHA-256 first.
+
+    Args:
+        archive: the archive; only read.
+        raw_dir: the raw folder (``data/raw``); created when missing.
+        sha256: expected hex digest; when ``None`` the computed one is printed so it can be pinned.
+        verbose: print that digest.
+
+    Returns:
+        The archive's path in ``raw_dir`` (``archive`` itself when it already lies there). An
+        identical file already in ``raw_dir`` is reused; raw files are never overwritten.
+
+    Raises:
+        DatasetError: the archive is missing, its hash differs from ``sha256``, or ``raw_dir``
+            already holds another file of the same name.
+        ValueError: ``sha256`` is not 64 hexadecimal digits.
+    """
+    archive, raw_dir = Path(archive), Path(raw_dir)
+    expected = _check_sha(sha256)
+    if not archive.is_file():
+        raise DatasetError(f"{archive}: archive not found")
+    digest = sha256_file(archive)
+    if expected is not None and digest != expected:
+        raise DatasetError(
+            f"{archive}: SHA-256 is {digest}, expected {expected}; the file differs from the "
+            "pinned archive (incomplete download or another release)"
+        )
+    if expected is None and verbose:
+        print(f"SHA-256 of {archive.name}: {digest} (pin it with --sha256 {digest})", flush=True)
+    if archive.resolve().parent == raw_dir.resolve():
+        return archive
+    target = raw_dir / archive.name
+    if target.exists():
+        if sha256_file(target) != digest:
+            raise DatasetError(
+                f"{target} already exists with other content; raw files are never overwritten: "
+                "rename your archive or remove the old one"
+            )
+        return target
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    partial = part_path(target)
+    shutil.copyfile(archive, partial)
+    os.replace(partial, target)
+    return target

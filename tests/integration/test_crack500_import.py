@@ -54,8 +54,14 @@ def _save(path: Path, array: np.ndarray, **kwargs) -> None:
     Image.fromarray(array).save(path, **kwargs)
 
 
-def _make_source(root: Path, layout: str, top: str | None = None, mask_format="PNG") -> Path:
-    """Write a tiny data set in ``layout`` under ``root`` (inside ``top`` when given)."""
+def _make_source(
+    root: Path, layout: str, top: str | None = None, mask_format="PNG", doubled: bool = False
+) -> Path:
+    """Write a tiny data set in ``layout`` under ``root`` (inside ``top`` when given).
+
+    ``doubled`` nests the crops or full-size files one folder deeper, as the authors' archive does
+    (``traincrop/traincrop/X.jpg``).
+    """
     base = root / top if top else root
     index = 0
     for split, count in COUNTS.items():
@@ -63,11 +69,13 @@ def _make_source(root: Path, layout: str, top: str | None = None, mask_format="P
             stem = f"{split}_{i}"
             mask_ext = ".png" if mask_format == "PNG" else ".jpg"
             if layout == "crops":
-                image_path = base / CROP_DIRS[split] / f"{stem}.jpg"
-                mask_path = base / CROP_DIRS[split] / f"{stem}.png"
+                folder = base / CROP_DIRS[split]
+                folder = folder / CROP_DIRS[split] if doubled else folder
+                image_path, mask_path = folder / f"{stem}.jpg", folder / f"{stem}.png"
             elif layout == "full":
-                image_path = base / FULL_DIRS[split] / f"{stem}.jpg"
-                mask_path = base / FULL_DIRS[split] / f"{stem}_mask.png"
+                folder = base / FULL_DIRS[split]
+                folder = folder / FULL_DIRS[split] if doubled else folder
+                image_path, mask_path = folder / f"{stem}.jpg", folder / f"{stem}_mask.png"
             else:
                 image_path = base / split / "images" / f"{stem}.jpg"
                 mask_path = base / split / "masks" / f"{stem}{mask_ext}"
@@ -437,8 +445,9 @@ def test_one_epoch_run_on_the_imported_set(tmp_path, kit_dirs):
     cfg = make_config(
         {
             "dataset": "crack500",
-            "input_height": H,
-            "input_width": W,
+            # The smallest input SegDecNet takes; the 24x40 crops are resized to it.
+            "input_height": 64,
+            "input_width": 128,
             "epochs": 1,
             "batch_size": 1,
             "amp": "off",
@@ -455,3 +464,187 @@ def test_one_epoch_run_on_the_imported_set(tmp_path, kit_dirs):
     assert summary["train"] == {"positives": 3, "negatives": 0, "sum": 3}
     report = report_run(result.run_dir).read_text()
     assert "| Li et al. | 0.7909 | 0.765 | 0.7778 |" in report
+
+
+# ---------------------------------------------------------------------------------------------
+# The authors' archive: doubled folders, split lists, negatives cut from the full-size images
+
+
+def _write_lists(base: Path, lists: dict[str, list[str]]) -> None:
+    for split, lines in lists.items():
+        (base / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def _listed(split: str, indices, folder: str | None = None) -> list[str]:
+    folder = folder or CROP_DIRS[split]
+    return [f"{folder}/{split}_{i}.jpg {folder}/{split}_{i}.png" for i in indices]
+
+
+@pytest.mark.parametrize("top", [None, "CRACK500"])
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_doubled_crop_folders_import(tmp_path, kind, top):
+    """traincrop/traincrop/X.jpg (the authors' archive) imports like the single layout."""
+    src = _make_source(tmp_path / "src", "crops", top, doubled=True)
+    archive = _pack(src, tmp_path / f"CRACK500.{kind}", kind)
+    report = import_archive(archive, tmp_path / "out", expected_counts=COUNTS, **QUIET)
+    assert report.layout == "crops" and report.warnings == [] and report.split_lists == {}
+    assert report.counts == {
+        s: {"positives": n, "negatives": 0, "sum": n} for s, n in COUNTS.items()
+    }
+    dest = tmp_path / "out" / "crack500"
+    assert np.array_equal(read_mask(dest / "val" / "masks" / "val_1.png"), _line_mask(4) > 127)
+    record = json.loads((dest / "dataset.json").read_text())
+    assert record["negatives_source"] == (
+        "the train split has no negatives; the seed fork's 1,411 negatives have no stated source"
+    )
+
+
+@pytest.mark.parametrize("doubled", [True, False], ids=["doubled", "single"])
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_split_lists_decide_membership(tmp_path, kind, doubled):
+    """train/val/test.txt decide the splits; listed paths resolve whether or not doubled."""
+    src = _make_source(tmp_path / "src", "crops", "CRACK500", doubled=doubled)
+    base = src / "CRACK500"
+    # train_2 moves to val; test lists one image by its path only, one by a doubled path.
+    _write_lists(
+        base,
+        {
+            "train": ["# image mask", *_listed("train", [0, 1]), ""],
+            "val": _listed("val", [0, 1]) + _listed("train", [2], "traincrop"),
+            "test": ["testcrop/test_0.jpg", "testcrop/testcrop/test_1.jpg testcrop/test_1.png"],
+        },
+    )
+    archive = _pack(src, tmp_path / f"CRACK500.{kind}", kind)
+    report = import_archive(archive, tmp_path / "out", expected_counts=None, **QUIET)
+    assert report.split_lists == {s: f"CRACK500/{s}.txt" for s in COUNTS}
+    assert {s: c["sum"] for s, c in report.counts.items()} == {"train": 2, "val": 3, "test": 2}
+    dest = tmp_path / "out" / "crack500"
+    assert [s.stem for s in scan_split(dest, "val")] == ["train_2", "val_0", "val_1"]
+    assert np.array_equal(read_mask(dest / "val" / "masks" / "train_2.png"), _line_mask(2) > 127)
+    assert [w for w in report.warnings if "not named in train.txt" in w]
+    assert "1 image(s) not named in train.txt were left out" in report.warnings[0]
+    record = json.loads((dest / "dataset.json").read_text())
+    assert record["split_lists"]["train"] == "CRACK500/train.txt"
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_split_list_naming_a_missing_file_is_an_error(tmp_path, kind):
+    """A listed file that is not in the archive stops the import naming list, line and path."""
+    src = _make_source(tmp_path / "src", "crops", "CRACK500", doubled=True)
+    lists = {s: _listed(s, range(n)) for s, n in COUNTS.items()}
+    lists["val"].insert(1, "valcrop/nope.jpg valcrop/nope.png")
+    _write_lists(src / "CRACK500", lists)
+    archive = _pack(src, tmp_path / f"a.{kind}", kind)
+    with pytest.raises(DatasetError) as err:
+        import_archive(archive, tmp_path / "out", **QUIET)
+    message = str(err.value)
+    assert f"a.{kind}:CRACK500/val.txt, line 2: image 'valcrop/nope.jpg' not found" in message
+    assert "first folder doubled or not" in message
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_split_list_errors_name_the_line(tmp_path):
+    """A missing listed mask, a derived mask that is absent, duplicates and extra fields fail."""
+    src = _make_source(tmp_path / "src", "crops", doubled=True)
+    good = {s: _listed(s, range(n)) for s, n in COUNTS.items()}
+    cases = [
+        (["traincrop/train_0.jpg traincrop/gone.png"], r"train\.txt, line 1: mask 'traincrop/gone"),
+        (_listed("train", [0, 0]), r"train\.txt, line 2: .* already listed on line 1"),
+        (["traincrop/train_0.jpg a b"], r"train\.txt, line 1: .* has 3 fields"),
+        (["# nothing"], r"train\.txt: split list names no files"),
+    ]
+    for lines, pattern in cases:
+        _write_lists(src, {**good, "train": lines})
+        with pytest.raises(DatasetError, match=pattern):
+            import_folder(src, tmp_path / "out", **QUIET)
+    (src / "traincrop" / "traincrop" / "train_1.png").unlink()
+    _write_lists(src, {**good, "train": ["traincrop/train_1.jpg"]})
+    with pytest.raises(DatasetError, match=r"line 1: no mask for 'traincrop/train_1\.jpg'"):
+        import_folder(src, tmp_path / "out", **QUIET)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def _add_full_size(base: Path, doubled: bool = True) -> dict[str, np.ndarray]:
+    """Full-size 48x80 images (one crack row each) beside the crops; returns their masks."""
+    masks = {}
+    for split, count in COUNTS.items():
+        folder = base / FULL_DIRS[split]
+        folder = folder / FULL_DIRS[split] if doubled else folder
+        for i in range(count):
+            stem = f"{split}_{i}"
+            mask = np.zeros((48, 80), np.uint8)
+            mask[5 + 7 * i, 10:70] = 255
+            masks[stem] = mask
+            _save(folder / f"{stem}.jpg", _image(99, (48, 80)))
+            _save(folder / f"{stem}_mask.png", mask)
+    return masks
+
+
+def _tile_stems(dest: Path, split: str) -> list[str]:
+    return [s.stem for s in scan_split(dest, split) if "_neg_" in s.stem]
+
+
+def test_negatives_count_caps_train_tiles_deterministically(tmp_path):
+    """The train tiles are capped by a seeded draw; val/test keep all; the record says so."""
+    src = _make_source(tmp_path / "src", "crops", "CRACK500", doubled=True)
+    masks = _add_full_size(src / "CRACK500")
+    _write_lists(src / "CRACK500", {s: _listed(s, range(n)) for s, n in COUNTS.items()})
+    archive = _pack(src, tmp_path / "CRACK500.zip", "zip")
+    available = {
+        split: sum(len(crack_free_tiles(masks[f"{split}_{i}"] > 0, (12, 20))) for i in range(n))
+        for split, n in COUNTS.items()
+    }
+    assert available["train"] > 5
+    kwargs = {"negatives_from_full": True, "tile": (12, 20), "expected_counts": COUNTS, **QUIET}
+    report = import_archive(archive, tmp_path / "a", negatives_count=5, **kwargs)
+    assert report.added_negatives["train"] == {"full_tiles": 5, "extra": 0}
+    assert report.tiles_available == available
+    for split in ("val", "test"):
+        assert report.added_negatives[split]["full_tiles"] == available[split]
+    assert report.counts["train"] == {"positives": 3, "negatives": 5, "sum": 8}
+    first = _tile_stems(tmp_path / "a" / "crack500", "train")
+    again = import_archive(archive, tmp_path / "b", negatives_count=5, **kwargs)
+    assert _tile_stems(tmp_path / "b" / "crack500", "train") == first and len(first) == 5
+    other = import_archive(archive, tmp_path / "c", negatives_count=5, negatives_seed=1, **kwargs)
+    assert _tile_stems(tmp_path / "c" / "crack500", "train") != first
+    assert again.negatives_source == report.negatives_source != other.negatives_source
+    record = json.loads((tmp_path / "a" / "crack500" / "dataset.json").read_text())
+    assert record["negatives_count"] == 5 and record["negatives_seed"] == 0
+    assert record["negatives_source"] == (
+        "train negatives: 5 crack-free 12x20 tiles cut from the full-size traindata/ images by "
+        f"crackkit (--negatives-from-full; drawn with seed 0 from the {available['train']} found, "
+        "to cap the train negatives at --negatives-count 5); the seed fork's 1,411 negatives have "
+        "no stated source"
+    )
+    # Under the default cap (1411) every one of the few tiles is kept, and a warning says so.
+    full = import_archive(archive, tmp_path / "d", **kwargs)
+    assert full.added_negatives["train"]["full_tiles"] == available["train"]
+    assert full.negatives_count == 1411
+    assert any("fewer than --negatives-count 1411" in w for w in full.warnings)
+    uncapped = import_archive(archive, tmp_path / "e", negatives_count=None, **kwargs)
+    assert uncapped.warnings == [] and uncapped.negatives_count is None
+
+
+def test_negatives_count_counts_the_archives_own_negatives(tmp_path):
+    """Crack-free crops count towards the cap: only the difference is drawn from the tiles."""
+    src = _make_source(tmp_path / "src", "crops", doubled=True)
+    _save(src / "traincrop" / "traincrop" / "train_0.png", np.zeros((H, W), np.uint8))
+    _add_full_size(src, doubled=False)
+    report = import_folder(
+        src, tmp_path / "out", negatives_from_full=True, tile=(12, 20), negatives_count=4, **QUIET
+    )
+    assert report.counts["train"] == {"positives": 2, "negatives": 4, "sum": 6}
+    assert report.added_negatives["train"]["full_tiles"] == 3
+    assert report.negatives_source.startswith(
+        "train negatives: 1 crack-free image of the archive itself; 3 crack-free 12x20 tiles"
+    )
+
+
+def test_negatives_count_cli_option(tmp_path):
+    """--negatives-count takes a count or 'all' and defaults to the seed run's 1411."""
+    parser = add_cli_arguments(argparse.ArgumentParser())
+    assert parser.parse_args([]).negatives_count == 1411
+    assert parser.parse_args(["--negatives-count", "all"]).negatives_count is None
+    assert parser.parse_args(["--negatives-count", "0"]).negatives_count == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--negatives-count", "-3"])

@@ -15,13 +15,16 @@ from crackkit.data.download import (
     CRACK500,
     CRACK500_DRIVE_FOLDER,
     DownloadError,
+    archive_name,
     download,
     google_drive_url,
     normalise_url,
     part_path,
     resolve_google_drive,
     sha256_file,
+    store_raw,
 )
+from crackkit.data.folder import DatasetError
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -279,3 +282,34 @@ def test_google_drive_links_are_normalised():
     with pytest.raises(DownloadError, match="--archive PATH"):
         normalise_url(CRACK500_DRIVE_FOLDER)
     assert CRACK500.filename == "CRACK500.zip" and CRACK500.sha256 is None
+
+
+def test_archive_name_of_github_and_other_urls():
+    """GitHub archive links get GitHub's REPO-REF name; others keep an archive-like tail."""
+    github = "https://github.com/cuilimeng/CrackForest-dataset/archive/refs/heads/master.zip"
+    assert archive_name(github, "x.zip") == "CrackForest-dataset-master.zip"
+    assert archive_name("https://github.com/o/r/archive/v1.0.tar.gz", "x") == "r-v1.0.tar.gz"
+    assert archive_name("http://127.0.0.1:8/a/b.tar.gz?dl=1", "x.zip") == "b.tar.gz"
+    assert archive_name(CRACK500.url, CRACK500.filename) == "CRACK500.zip"
+
+
+def test_store_raw_copies_checks_and_never_overwrites(tmp_path, capsys):
+    """A hand-downloaded archive is copied into raw/ once, verified, and never overwritten."""
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(PAYLOAD)
+    raw = tmp_path / "raw"
+    assert store_raw(archive, raw) == raw / "a.zip"
+    assert PAYLOAD_SHA in capsys.readouterr().out
+    assert (raw / "a.zip").read_bytes() == PAYLOAD and not part_path(raw / "a.zip").exists()
+    assert store_raw(archive, raw, PAYLOAD_SHA.upper()) == raw / "a.zip"
+    assert store_raw(raw / "a.zip", raw, verbose=False) == raw / "a.zip"
+    with pytest.raises(DatasetError, match=f"SHA-256 is {PAYLOAD_SHA}, expected 0{{64}}"):
+        store_raw(archive, raw, "0" * 64)
+    with pytest.raises(ValueError, match="64 hexadecimal digits"):
+        store_raw(archive, raw, "abc")
+    archive.write_bytes(b"other content")
+    with pytest.raises(DatasetError, match="already exists with other content"):
+        store_raw(archive, raw, verbose=False)
+    assert (raw / "a.zip").read_bytes() == PAYLOAD
+    with pytest.raises(DatasetError, match="archive not found"):
+        store_raw(tmp_path / "missing.zip", raw)
