@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from crackkit import paths
 from crackkit.config import RunConfig
 from crackkit.data.folder import (
     DatasetError,
@@ -28,7 +29,6 @@ from crackkit.data.folder import (
 )
 from crackkit.data.synthetic import SyntheticSpec, ensure_synthetic
 from crackkit.data.weights import dilate_mask, distance_weights
-from crackkit import paths
 
 __all__ = [
     "CrackDataset",

@@ -100,7 +100,7 @@ class Sample:
 
 
 def list_image_files(folder: str | Path) -> dict[str, Path]:
-    """Map stem -> path for the image files of ``folder``; clutter is skipped, anything else refused.
+    """Map stem -> path for the image files of ``folder``; clutter is skipped, the rest refused.
 
     Raises:
         DatasetError: a subfolder, an unsupported extension or two files sharing a stem.
@@ -335,7 +335,8 @@ def scan_split(
             f"{images[missing[0]]}: image without a mask in {masks_dir}"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             + "; give crack-free images an all-zero mask, or let images without a mask count as "
-            "crack-free with negatives_without_mask=True (crackkit run -p negatives_without_mask True)"
+            "crack-free with negatives_without_mask=True "
+            "(crackkit run -p negatives_without_mask True)"
         )
     samples = [
         Sample(images[stem], masks.get(stem), None if stem in masks else False)

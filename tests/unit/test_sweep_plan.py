@@ -116,7 +116,7 @@ def test_plan_names_and_configs(tmp_path):
         ({"lr": [0.1, -1.0]}, {}, "parameter 'lr' got -1.0"),
         ({"optimizer": ["adam", "rmsprop"]}, {}, "allowed values: 'adam', 'sgd'"),
         ({"validate": [True, False]}, {"validate_on_test": True}, "validate=False: "),
-        ({"input_height": [32, 36]}, {}, "input_height=36: "),
+        ({"input_height": [64, 68]}, {}, "input_height=68: "),
         ({"lr": [0.1, 0.2]}, {"lr": 0.3}, "parameter\\(s\\) 'lr' given twice"),
     ],
 )
