@@ -23,6 +23,7 @@ from typing import Any
 from crackkit.config import ConfigError, RunConfig, load_config, make_config
 from crackkit.paths import NOTEBOOKS_DIR, ROOT
 from crackkit.runs import RUN_FILES, RunDirError, atomic_write_text, create_run_dir
+from crackkit.specs import ARCHITECTURES
 
 __all__ = ["main", "run_pipeline", "NOTEBOOKS"]
 
@@ -194,7 +195,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from crackkit.data.crack500 import main_from_args
+    if args.name == "cfd":
+        from crackkit.data.cfd import main_from_args
+    else:
+        from crackkit.data.crack500 import main_from_args
 
     return main_from_args(args)
 
@@ -206,8 +210,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from crackkit.predict import predict_folder
     from crackkit.train import CheckpointError
 
-    if args.run is None and args.checkpoint is None:
-        print("crackkit: error: give --run RUN_DIR or --checkpoint PATH", file=sys.stderr)
+    if args.run is None and args.checkpoint is None and args.original_weights is None:
+        print(
+            "crackkit: error: give --run RUN_DIR, --checkpoint PATH or --original-weights FILE",
+            file=sys.stderr,
+        )
+        return 2
+    if args.original_weights is not None and args.architecture is None:
+        print("crackkit: error: --original-weights needs --architecture", file=sys.stderr)
         return 2
     if args.batch_size < 1:
         print(f"crackkit: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
@@ -222,6 +232,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 checkpoint=args.checkpoint,
                 device=args.device,
                 batch_size=args.batch_size,
+                original_weights=args.original_weights,
+                architecture=args.architecture,
+                input_size=tuple(args.input_size),
             )
     except (DatasetError, CheckpointError, RunDirError, ConfigError) as exc:
         print(f"crackkit: error: {exc}", file=sys.stderr)
@@ -266,6 +279,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from crackkit.pipeline import evaluate_dataset
+    from crackkit.train import CheckpointError
+
+    if args.n_gallery < 0:
+        print(f"crackkit: error: --n-gallery must be >= 0, got {args.n_gallery}", file=sys.stderr)
+        return 2
+    try:
+        report = evaluate_dataset(
+            args.run_dir,
+            args.dataset,
+            split=args.split,
+            checkpoint=args.checkpoint,
+            n_gallery=args.n_gallery,
+            progress=not args.quiet,
+            overwrite=args.overwrite,
+        )
+    except CheckpointError as exc:
+        print(f"crackkit: error: {exc}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crackkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -293,12 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="do not echo the notebooks' output")
     run.set_defaults(func=_cmd_run)
 
-    data = sub.add_parser("data", help="download and import a data set")
-    data.add_argument("name", choices=["crack500"])
-    from crackkit.data.crack500 import add_cli_arguments
+    data = sub.add_parser("data", help="download and import a data set (crack500, cfd)")
+    data_sets = data.add_subparsers(dest="name", required=True, metavar="{crack500,cfd}")
+    from crackkit.data import cfd, crack500
 
-    add_cli_arguments(data)
-    data.set_defaults(func=_cmd_data)
+    crack500.add_cli_arguments(
+        data_sets.add_parser("crack500", help="CRACK500 (Yang et al. 2019): archive or download")
+    ).set_defaults(func=_cmd_data)
+    cfd.add_cli_arguments(
+        data_sets.add_parser("cfd", help="CrackForest (Shi et al. 2016): folder, archive or URL")
+    ).set_defaults(func=_cmd_data)
 
     pred = sub.add_parser("predict", help="apply a trained run to a folder of images")
     pred.add_argument("images_dir", help="folder of images (any size; png, jpg, bmp, tif)")
@@ -307,6 +348,25 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--checkpoint", help="checkpoint file to use (enough without --run)")
     pred.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     pred.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    pred.add_argument(
+        "--original-weights",
+        metavar="FILE",
+        help="a state dict saved by the authors' code (fed BGR/255 as the original fed)",
+    )
+    pred.add_argument(
+        "--architecture",
+        choices=list(ARCHITECTURES),
+        help="network of --original-weights: segdecnet (2021), segdecnet-up (seed fork), "
+        "segdecnet++ (2023)",
+    )
+    pred.add_argument(
+        "--input-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        default=(360, 640),
+        help="input size --original-weights were trained at (default 360 640)",
+    )
     pred.set_defaults(func=_cmd_predict)
 
     sweep = sub.add_parser(
@@ -343,6 +403,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="Markdown file to write (default: COMPARE.md beside the runs)"
     )
     compare.set_defaults(func=_cmd_compare)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run on another data set (RUN/cross/<dataset>-<split>/EVAL.md)",
+    )
+    ev.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder")
+    ev.add_argument(
+        "--dataset", required=True, help="a prepared data set name (cfd, crack500) or a folder"
+    )
+    ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    ev.add_argument("--checkpoint", help="checkpoint file (default: the run's chosen one)")
+    ev.add_argument("--n-gallery", type=int, default=6, help="gallery images (0: none)")
+    ev.add_argument(
+        "--overwrite", action="store_true", help="redo an evaluation already in the folder"
+    )
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -4,14 +4,19 @@
 and writes a Markdown file with
 
 - the parameters equal across all runs, listed once;
-- the seed report's tables (decision; Dice and IoU; 2-pixel distance) with one column per varied
-  parameter and one row per group of runs that differ only by their seed: the mean
+- the seed report's tables (decision; Dice and IoU; 2-pixel distance), read from the headline
+  entries of ``metrics.json`` (``decision``, ``dice``, ``iou``, ``pixel_2px``: each metric at the
+  threshold chosen on the run's validation split; decision AP both step-wise and trapezoidal),
+  with one column per varied parameter and one row per group of runs that differ only by their
+  seed: the mean
   ± the sample standard deviation over the group's seeds (denominator n - 1, as
   :func:`statistics.stdev`), a single value when n = 1; the best mean of each metric column is in
   bold (ties, judged on the printed digits, are all bold);
-- the published CRACK500 comparison rows when runs used CRACK500;
-- a table per run, overlaid loss and score curves (``<stem>_loss.png``, ``<stem>_val_f1_2px.png``
-  ... next to the Markdown file, ``<stem>`` being its lower-cased name: ``compare_loss.png``);
+- the published CRACK500 comparison rows, each with its protocol, when runs used CRACK500;
+  a group is listed beside them only when all its runs have validation thresholds;
+- a table per run, with where its thresholds come from (``protocol.thresholds``), and overlaid
+  loss and score curves (``<stem>_loss.png``, ``<stem>_val_f1_2px.png`` ... next to the
+  Markdown file, ``<stem>`` being its lower-cased name: ``compare_loss.png``);
 - the folders that hold no finished run, listed as unfinished.
 """
 
@@ -31,7 +36,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from crackkit.config import ConfigError, RunConfig, load_config
-from crackkit.report import PUBLISHED_CRACK500, read_history
+from crackkit.report import (
+    PUBLISHED_CRACK500,
+    PUBLISHED_DEFAULT_PROTOCOL,
+    PUBLISHED_PROTOCOL,
+    read_history,
+)
 from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -49,6 +59,10 @@ __all__ = [
 ]
 
 DIGITS = 4
+OUR_PROTOCOL = (
+    "threshold from the validation split; mean over crack-containing images, prob >= t, "
+    "native resolution"
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,8 @@ DECISION = [
     Metric("Re", ("decision", "recall")),
     Metric("F1", ("decision", "f1")),
     Metric("Acc", ("decision", "accuracy")),
-    Metric("AP", ("decision", "ap")),
+    Metric("AP (step)", ("decision", "ap_step")),
+    Metric("AP (trapz)", ("decision", "ap_trapezoid")),
     Metric("AUC", ("decision", "auc")),
 ]
 SEGMENTATION = [Metric("Dice", ("dice", "value")), Metric("IoU", ("iou", "value"))]
@@ -77,7 +92,7 @@ PIXEL_2PX = [
 ]
 PER_RUN = [
     Metric("Dec. F1", ("decision", "f1")),
-    Metric("Dec. AP", ("decision", "ap")),
+    Metric("Dec. AP (step)", ("decision", "ap_step")),
     Metric("Dec. AUC", ("decision", "auc")),
     Metric("Dice", ("dice", "value")),
     Metric("IoU", ("iou", "value")),
@@ -90,7 +105,7 @@ CURVES = [
     ("loss", "Training loss (weighted total)", "loss"),
     ("val_loss", "Validation loss (weighted total)", "loss"),
     ("val_f1_2px", "Validation F1 (2-pixel tolerance)", "F1"),
-    ("val_ap", "Validation decision AP", "AP"),
+    ("val_ap", "Validation decision AP (step-wise)", "AP"),
 ]
 
 
@@ -111,6 +126,12 @@ class RunRecord:
     @property
     def finished(self) -> bool:
         return self.problem is None
+
+    @property
+    def thresholds(self) -> str:
+        """Where the run's headline thresholds come from: validation, oracle, mixed or n/a."""
+        protocol = (self.metrics or {}).get("protocol") or {}
+        return str(protocol.get("thresholds", "n/a"))
 
     def value(self, metric: Metric) -> float | None:
         node: Any = self.metrics or {}
@@ -345,23 +366,48 @@ def _crack500_section(groups: Sequence[_Group], keys: Sequence[str]) -> str:
     ours = [g for g in groups if g.runs[0].config.dataset == "crack500"]
     if not ours:
         return ""
-    rows = [[name, _fmt(pr), _fmt(re), _fmt(f1)] for name, pr, re, f1 in PUBLISHED_CRACK500]
+    rows = [
+        [
+            name,
+            _fmt(pr),
+            _fmt(re),
+            _fmt(f1),
+            PUBLISHED_PROTOCOL.get(name, PUBLISHED_DEFAULT_PROTOCOL),
+        ]
+        for name, pr, re, f1 in PUBLISHED_CRACK500
+    ]
+    left_out = []
     for g in ours:
         n = len(g.runs)
+        if not all(r.thresholds == "validation" for r in g.runs):
+            left_out.append(g.label(keys))
+            continue
         rows.append(
             [f"**This comparison: {g.label(keys)}** (n={n})"]
             + [_mean_std_text([r.value(m) for r in g.runs], n) for m in PIXEL_2PX[:3]]
+            + [OUR_PROTOCOL]
         )
-    return "\n\n".join(
-        [
-            "## Published 2-pixel results on CRACK500",
-            _table(["Method", "Pr", "Re", "F1"], rows),
-        ]
-    )
+    parts = [
+        "## Published 2-pixel results on CRACK500",
+        _table(["Method", "Pr", "Re", "F1", "Protocol"], rows),
+        "Each row with its protocol; rows of different protocols are not strictly comparable.",
+    ]
+    if left_out:
+        parts.append(
+            "Not listed, since some of their runs have thresholds tuned on the evaluated split "
+            "(no validation metrics): " + "; ".join(left_out) + "."
+        )
+    return "\n\n".join(parts)
 
 
 def _per_run_section(finished: Sequence[RunRecord], keys: Sequence[str], base: Path) -> str:
-    header = ["Run"] + list(keys) + ["Seed", "Epoch"] + [m.label for m in PER_RUN] + ["Train s"]
+    header = (
+        ["Run"]
+        + list(keys)
+        + ["Seed", "Epoch", "Thresholds"]
+        + [m.label for m in PER_RUN]
+        + ["Train s"]
+    )
     rows = []
     for rec in finished:
         report = rec.path / RUN_FILES["report"]
@@ -371,6 +417,7 @@ def _per_run_section(finished: Sequence[RunRecord], keys: Sequence[str], base: P
             [link]
             + [_param_text(getattr(rec.config, k)) for k in keys]
             + [str(rec.config.seed), str((rec.metrics or {}).get("checkpoint_epoch", "n/a"))]
+            + [rec.thresholds]
             + [_fmt(rec.value(m)) for m in PER_RUN]
             + ["n/a" if timing is None else f"{timing:.1f}"]
         )
@@ -411,8 +458,9 @@ def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) 
     splits = sorted({str((r.metrics or {}).get("split", "test")) for r in finished})
     if splits:
         intro += (
-            f" Metrics are on the {' / '.join(splits)} split at each metric's best threshold on "
-            "that split, as in the seed report."
+            f" Metrics are on the {' / '.join(splits)} split at the thresholds chosen on each "
+            "run's validation split, each metric at its own (the per-run table says where a "
+            "run's thresholds come from; 'oracle': tuned on the evaluated split)."
         )
     sections.append(intro)
     if configs:

@@ -33,6 +33,10 @@ Tolerance precision / recall / F1 (per image).
     ``f1 = 2 precision recall / (precision + recall)``; each is 0 when ``tp == 0`` (0/0 included).
     :func:`tolerance_sweep` averages them over the crack-containing images (``gt_pos > 0``); images
     with an empty mask are skipped. ``tolerance = 0`` gives plain pixel precision / recall / F1.
+    The original code averaged over *all* images instead, a crack-free image counting 0 (its
+    ``tp`` is 0), and predicted ``prob > t``: :func:`tolerance_sweep_counts` with
+    ``all_images=True`` gives that mean; counted at ``numpy.nextafter(t, inf)``, ``prob >= t'``
+    is exactly ``prob > t`` (see :mod:`crackkit.evaluate`).
 
 Dice / IoU (per image, no tolerance).
     ``dice = 2 |P ∧ G| / (|P| + |G|)``, ``iou = |P ∧ G| / |P ∨ G|``, averaged over the
@@ -47,8 +51,16 @@ ODS / OIS.
 Best threshold.
     The threshold maximising the mean metric; ties go to the lowest threshold (first index).
 
+Zeroed segmentation (the original's SEG_BLACK).
+    :meth:`Counts.without_predictions` gives the counts of maps set to 0 for chosen images: no
+    predicted pixel there at any threshold (``tp = fp = 0``, ``fn = gt_pos``).
+
+Bootstrap interval (:func:`bootstrap_ci`).
+    The percentile interval of the mean of per-image values over resamples of the images drawn
+    with replacement (seeded; see the function for the exact draw).
+
 Image-level decision metrics (:func:`decision_metrics`).
-    ``ap`` is ``sklearn.metrics.average_precision_score`` (step-wise sum), ``ap_trapezoid`` is
+    ``ap_step`` is ``sklearn.metrics.average_precision_score`` (step-wise sum), ``ap_trapezoid`` is
     ``sklearn.metrics.auc(recall, precision)`` over ``precision_recall_curve`` (the trapezoidal
     area the original code logged as "AP"), ``auc`` is ``roc_auc_score``. With one class only, the
     undefined quantities are ``None`` and a note says why. Without an explicit threshold the
@@ -59,14 +71,17 @@ Image-level decision metrics (:func:`decision_metrics`).
     precision, recall and F1 are 0 when ``tp == 0``; ``accuracy = (tp + tn) / N``.
 
 Inputs: numpy arrays or torch tensors (moved to the CPU); maps are ``probs: (N, H, W)`` floats in
-``[0, 1]`` and ``masks: (N, H, W)`` binary (bool, or 0/1 integers or floats). Invalid inputs raise a
-``ValueError`` naming the argument and what was found.
+``[0, 1]`` and ``masks: (N, H, W)`` binary (bool, or 0/1 integers or floats), or lists of N maps
+``(H_i, W_i)`` whose sizes may differ between images (each mask the size of its map: an image is
+counted on its own pixel grid). Invalid inputs raise a ``ValueError`` naming the argument (for a
+list, its index) and what was found.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,14 +92,19 @@ __all__ = [
     "DecisionMetrics",
     "DiceIoU",
     "ToleranceSweep",
+    "bootstrap_ci",
     "count_stats",
     "cross_footprint",
     "decision_metrics",
     "default_thresholds",
     "dice_iou_sweep",
     "ods_ois",
+    "per_image_dice_iou",
+    "per_image_tolerance",
     "segmentation_metrics",
+    "segmentation_metrics_counts",
     "tolerance_sweep",
+    "tolerance_sweep_counts",
 ]
 
 _CHUNK_PIXELS = 1 << 22
@@ -182,7 +202,13 @@ def _check_thresholds(thresholds: Any) -> np.ndarray:
     return arr
 
 
-def _check_maps(probs: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_maps(probs: Any, masks: Any) -> tuple[Any, Any]:
+    """Checked maps: two (N, H, W) arrays, or two lists of N (H_i, W_i) arrays.
+
+    A list (or tuple) on either side makes both lists: maps of different sizes stay apart.
+    """
+    if isinstance(probs, list | tuple) or isinstance(masks, list | tuple):
+        return _check_map_list(list(probs), list(masks))
     probs = _to_numpy(probs, "probs")
     masks = _to_numpy(masks, "masks")
     if probs.ndim != 3:
@@ -200,6 +226,55 @@ def _check_maps(probs: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
     if probs.dtype.kind in "biu":
         probs = probs.astype(np.float64)
     return probs, masks
+
+
+def _check_map_list(
+    probs: list[Any], masks: list[Any]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    if len(probs) != len(masks):
+        raise ValueError(f"probs holds {len(probs)} maps but masks holds {len(masks)}")
+    out_p, out_g = [], []
+    for i, (p, g) in enumerate(zip(probs, masks, strict=True)):
+        p, g = _to_numpy(p, f"probs[{i}]"), _to_numpy(g, f"masks[{i}]")
+        for arr, name in ((p, f"probs[{i}]"), (g, f"masks[{i}]")):
+            if arr.ndim != 2:
+                raise ValueError(
+                    f"{name} must be 2-D (H, W); found {arr.ndim}-D with shape {arr.shape}"
+                )
+        if g.shape != p.shape:
+            raise ValueError(
+                f"masks[{i}] shape {g.shape} does not match probs[{i}] shape {p.shape}"
+            )
+        _check_probs_range(p, f"probs[{i}]")
+        _check_binary(g, f"masks[{i}]")
+        out_p.append(p.astype(np.float64) if p.dtype.kind in "biu" else p)
+        out_g.append(g)
+    return out_p, out_g
+
+
+def _blocks(probs: Any, masks: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(start, probs (b, h, w), masks (b, h, w))`` over consecutive images of one size and
+    dtype, about :data:`_CHUNK_PIXELS` pixels at a time (list maps are stacked block by block)."""
+    if isinstance(probs, np.ndarray):
+        n, h, w = probs.shape
+        step = max(1, _CHUNK_PIXELS // max(1, h * w))
+        for start in range(0, n, step):
+            yield start, probs[start : start + step], masks[start : start + step]
+        return
+    start = 0
+    while start < len(probs):
+        shape, dtype = probs[start].shape, probs[start].dtype
+        step = max(1, _CHUNK_PIXELS // max(1, shape[0] * shape[1]))
+        stop = start + 1
+        while (
+            stop < len(probs)
+            and stop - start < step
+            and probs[stop].shape == shape
+            and probs[stop].dtype == dtype
+        ):
+            stop += 1
+        yield start, np.stack(probs[start:stop]), np.stack(masks[start:stop])
+        start = stop
 
 
 # --------------------------------------------------------------------------- counting core
@@ -245,6 +320,88 @@ class Counts:
             tp_plain=self.tp_plain,
             pred_pos=self.pred_pos,
             gt_pos=self.gt_pos,
+        )
+
+    @property
+    def n_images(self) -> int:
+        return int(self.gt_pos.size)
+
+    def column(self, threshold: float) -> int:
+        """Index of ``threshold`` among the counted thresholds (exact float equality).
+
+        Raises:
+            ValueError: ``threshold`` was not counted.
+        """
+        t = float(threshold)
+        j = int(np.searchsorted(self.thresholds, t))
+        if j == self.thresholds.size or self.thresholds[j] != t:
+            raise ValueError(
+                f"threshold {t!r} was not counted (counted {self.thresholds.size} thresholds from "
+                f"{self.thresholds[0]!r} to {self.thresholds[-1]!r}); count it by passing it in "
+                "the thresholds of count_stats"
+            )
+        return j
+
+    def columns(self, index: Any, thresholds: Any = None) -> Counts:
+        """The counts at the threshold indices ``index`` (labelled ``thresholds`` if given)."""
+        index = np.asarray(index, dtype=np.intp).reshape(-1)
+        labels = self.thresholds[index] if thresholds is None else np.asarray(thresholds, float)
+        if labels.shape != index.shape:
+            raise ValueError(f"{labels.size} threshold labels for {index.size} columns")
+        return Counts(
+            thresholds=labels,
+            tolerance=self.tolerance,
+            tp=self.tp[:, index],
+            fp=self.fp[:, index],
+            fn=self.fn[:, index],
+            tp_plain=self.tp_plain[:, index],
+            pred_pos=self.pred_pos[:, index],
+            gt_pos=self.gt_pos,
+        )
+
+    def without_predictions(self, rows: Any) -> Counts:
+        """The counts with every pixel of the images ``rows`` (N,) bool predicted negative.
+
+        What zeroing those images' probability maps gives (the original's SEG_BLACK): no
+        predicted pixel, so ``tp = fp = tp_plain = pred_pos = 0`` and ``fn = gt_pos``.
+        """
+        rows = np.asarray(rows, dtype=bool).reshape(-1)
+        if rows.size != self.n_images:
+            raise ValueError(f"rows has {rows.size} entries for {self.n_images} images")
+        keep = ~rows[:, None]
+        return Counts(
+            thresholds=self.thresholds,
+            tolerance=self.tolerance,
+            tp=np.where(keep, self.tp, 0),
+            fp=np.where(keep, self.fp, 0),
+            fn=np.where(keep, self.fn, self.gt_pos[:, None]),
+            tp_plain=np.where(keep, self.tp_plain, 0),
+            pred_pos=np.where(keep, self.pred_pos, 0),
+            gt_pos=self.gt_pos,
+        )
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Counts]) -> Counts:
+        """The counts of several image sets, in order; thresholds and tolerance must agree.
+
+        Raises:
+            ValueError: no part, or parts counted at other thresholds or tolerances.
+        """
+        if not parts:
+            raise ValueError("no counts to concatenate")
+        first = parts[0]
+        for part in parts[1:]:
+            if part.tolerance != first.tolerance or not np.array_equal(
+                part.thresholds, first.thresholds
+            ):
+                raise ValueError("counts of other thresholds or tolerance cannot be concatenated")
+        return cls(
+            thresholds=first.thresholds,
+            tolerance=first.tolerance,
+            **{
+                name: np.concatenate([getattr(p, name) for p in parts])
+                for name in ("tp", "fp", "fn", "tp_plain", "pred_pos", "gt_pos")
+            },
         )
 
 
@@ -307,13 +464,14 @@ def count_stats(probs: Any, masks: Any, tolerance: int = 2, thresholds: Any = No
     Only pixels with ``prob >= thresholds[0]`` can be positive. Each gets ``k``, the number of
     thresholds ``<= prob`` (exactly ``np.searchsorted(thresholds, prob, side="right")``; the pixel
     is positive at threshold indices ``0 .. k-1``), and a class: outside ``D``, in ``D`` but not
-    ``G``, or in ``G``. One ``bincount`` per chunk of images over the key ``(image, class, k)``
+    ``G``, or in ``G``. One ``bincount`` per block of images over the key ``(image, class, k)``
     and a reverse cumulative sum over ``k`` give every count at every threshold. Memory is
-    bounded by the chunk size (about 4 M pixels), never ``N * H * W * T``.
+    bounded by the block size (about 4 M pixels), never ``N * H * W * T``.
 
     Args:
-        probs: (N, H, W) float in [0, 1].
-        masks: (N, H, W) binary.
+        probs: (N, H, W) float in [0, 1]; or a list of N (H_i, W_i) maps, whose sizes may differ
+            from image to image (each image is counted on its own grid).
+        masks: (N, H, W) binary, or a list of N (H_i, W_i) binary masks, each the size of its map.
         tolerance: radius of the plus-shaped dilation of the masks (0: none).
         thresholds: (T,) strictly increasing; default :func:`default_thresholds`.
 
@@ -326,30 +484,13 @@ def count_stats(probs: Any, masks: Any, tolerance: int = 2, thresholds: Any = No
     probs, masks = _check_maps(probs, masks)
     radius = _check_tolerance(tolerance)
     thresholds = _check_thresholds(thresholds)
-    n, h, w = probs.shape
+    n = len(probs)
     n_bins = thresholds.size + 1
     hist = np.zeros((n, 3, n_bins), dtype=np.int64)
     gt_pos = np.zeros(n, dtype=np.int64)
-    lowest = _native_cut(thresholds[0], probs.dtype)
-    step = max(1, _CHUNK_PIXELS // max(1, h * w))
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        p = np.ascontiguousarray(probs[start:stop]).reshape(-1)
-        g = np.ascontiguousarray(masks[start:stop])
-        g = g if g.dtype == bool else g != 0
-        gt_pos[start:stop] = np.count_nonzero(g, axis=(1, 2))
-        idx = np.flatnonzero(p >= lowest)
-        if idx.size == 0:
-            continue
-        k = _threshold_index(np.take(p, idx).astype(np.float64), thresholds)
-        in_g = g.reshape(-1)[idx]
-        in_d = _dilate(g, radius).reshape(-1)[idx] if radius else in_g
-        key = (idx // (h * w)) * (3 * n_bins)
-        key += (in_d.astype(np.intp) + in_g) * n_bins
-        key += k
-        hist[start:stop] += np.bincount(key, minlength=(stop - start) * 3 * n_bins).reshape(
-            stop - start, 3, n_bins
-        )
+    for start, p_block, g_block in _blocks(probs, masks):
+        stop = start + len(p_block)
+        _count_block(p_block, g_block, radius, thresholds, hist[start:stop], gt_pos[start:stop])
     at_least = np.cumsum(hist[:, :, ::-1], axis=2)[:, :, ::-1][:, :, 1:]
     pred_pos = at_least.sum(axis=1)
     tp_plain = at_least[:, 2]
@@ -364,6 +505,33 @@ def count_stats(probs: Any, masks: Any, tolerance: int = 2, thresholds: Any = No
         pred_pos=pred_pos,
         gt_pos=gt_pos,
     )
+
+
+def _count_block(
+    probs: np.ndarray,
+    masks: np.ndarray,
+    radius: int,
+    thresholds: np.ndarray,
+    hist: np.ndarray,
+    gt_pos: np.ndarray,
+) -> None:
+    """Add the (b, 3, T+1) histogram and (b,) mask sizes of one block of equal-sized images."""
+    b, h, w = probs.shape
+    n_bins = thresholds.size + 1
+    p = np.ascontiguousarray(probs).reshape(-1)
+    g = np.ascontiguousarray(masks)
+    g = g if g.dtype == bool else g != 0
+    gt_pos += np.count_nonzero(g, axis=(1, 2))
+    idx = np.flatnonzero(p >= _native_cut(thresholds[0], p.dtype))
+    if idx.size == 0:
+        return
+    k = _threshold_index(np.take(p, idx).astype(np.float64), thresholds)
+    in_g = g.reshape(-1)[idx]
+    in_d = _dilate(g, radius).reshape(-1)[idx] if radius else in_g
+    key = (idx // (h * w)) * (3 * n_bins)
+    key += (in_d.astype(np.intp) + in_g) * n_bins
+    key += k
+    hist += np.bincount(key, minlength=b * 3 * n_bins).reshape(b, 3, n_bins)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -451,8 +619,24 @@ def tolerance_sweep(
     return _tolerance_sweep(count_stats(probs, masks, tolerance, thresholds))
 
 
-def _tolerance_sweep(counts: Counts) -> ToleranceSweep:
+def tolerance_sweep_counts(counts: Counts, *, all_images: bool = False) -> ToleranceSweep:
+    """:func:`tolerance_sweep` from counts already made by :func:`count_stats`.
+
+    Args:
+        counts: the counts (at the thresholds to sweep).
+        all_images: average over all N images, a crack-free image counting 0 (its ``tp`` is 0),
+            as the original code did; default: over the crack-containing images only.
+
+    Raises:
+        ValueError: no crack-containing image.
+    """
+    return _tolerance_sweep(counts, all_images=all_images)
+
+
+def _tolerance_sweep(counts: Counts, *, all_images: bool = False) -> ToleranceSweep:
     rows = _crack_rows(counts)
+    if all_images:
+        rows = np.ones_like(rows)
     precision, recall, f1 = _prf(counts.tp[rows], counts.fp[rows], counts.fn[rows])
     mean_p, mean_r, mean_f = precision.mean(axis=0), recall.mean(axis=0), f1.mean(axis=0)
     best = int(np.argmax(mean_f))
@@ -469,6 +653,65 @@ def _tolerance_sweep(counts: Counts) -> ToleranceSweep:
         n_images=int(rows.sum()),
         tolerance=counts.tolerance,
     )
+
+
+def per_image_tolerance(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image tolerance precision, recall and F1, each (N, T), 0 where ``tp == 0``."""
+    return _prf(counts.tp, counts.fp, counts.fn)
+
+
+def per_image_dice_iou(counts: Counts) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image Dice and IoU (no tolerance), each (N, T); 0 where the numerator is 0 (so an
+    image with an empty mask and no predicted pixel scores 0, not 1)."""
+    inter, pred, gt = counts.tp_plain, counts.pred_pos, counts.gt_pos[:, None]
+    return _ratio(2 * inter, pred + gt), _ratio(inter, pred + gt - inter)
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_ci(
+    values: Any, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> list[float]:
+    """Percentile bootstrap interval of the mean of ``values``.
+
+    Each of ``resamples`` resamples draws ``n = len(values)`` indices uniformly with replacement
+    (``numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))``, one row per
+    resample); the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the
+    resample means (``numpy.percentile``, linear interpolation). The same ``seed`` and ``n``
+    give the same resamples, so intervals of several per-image metrics are paired.
+
+    Args:
+        values: (n,) finite numbers, n >= 1.
+        resamples: number of resamples, >= 1.
+        seed: seed of the generator.
+        level: coverage, in (0, 1).
+
+    Returns:
+        ``[lo, hi]``, plain floats.
+
+    Raises:
+        ValueError: empty or non-finite values, ``resamples < 1`` or ``level`` outside (0, 1).
+    """
+    arr = _to_numpy(values, "values").astype(np.float64).reshape(-1)
+    if arr.size == 0:
+        raise ValueError("values is empty: nothing to resample")
+    if not np.isfinite(arr).all():
+        raise ValueError("values must be finite")
+    if isinstance(resamples, bool) or not isinstance(resamples, int | np.integer) or resamples < 1:
+        raise ValueError(f"resamples must be a positive integer; found {resamples!r}")
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must lie in (0, 1); found {level!r}")
+    rng = np.random.default_rng(seed)
+    n = arr.size
+    means = np.empty(int(resamples))
+    rows = max(1, _CHUNK_PIXELS // n)
+    for start in range(0, int(resamples), rows):
+        stop = min(int(resamples), start + rows)
+        means[start:stop] = arr[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    alpha = (1.0 - float(level)) / 2.0
+    lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
+    return [float(lo), float(hi)]
 
 
 # --------------------------------------------------------------------------- Dice / IoU
@@ -595,7 +838,7 @@ _DECISION_SCALARS = (
     "fp",
     "fn",
     "tn",
-    "ap",
+    "ap_step",
     "ap_trapezoid",
     "auc",
     "n_samples",
@@ -613,7 +856,11 @@ def segmentation_metrics(
         "ods_ois": dict}``, each equal to what :func:`tolerance_sweep`, :func:`dice_iou_sweep` and
         :func:`ods_ois` return for the same inputs.
     """
-    counts = count_stats(probs, masks, tolerance, thresholds)
+    return segmentation_metrics_counts(count_stats(probs, masks, tolerance, thresholds))
+
+
+def segmentation_metrics_counts(counts: Counts) -> dict[str, Any]:
+    """:func:`segmentation_metrics` from counts already made by :func:`count_stats`."""
     plain = counts.without_tolerance()
     return {
         "tolerance": _tolerance_sweep(counts),
@@ -631,8 +878,10 @@ class DecisionMetrics:
         precision, recall, f1, accuracy: at ``threshold`` (0 when ``tp == 0``).
         threshold: operating threshold (``score >= threshold`` is a crack).
         tp, fp, fn, tn: confusion counts at ``threshold``.
-        ap: ``average_precision_score``; None without positive labels.
-        ap_trapezoid: trapezoidal area under the PR curve; None without positive labels.
+        ap_step: step-wise average precision, ``sklearn.metrics.average_precision_score``
+            (sum of precision times recall increments); None without positive labels.
+        ap_trapezoid: trapezoidal area under the PR curve, ``sklearn.metrics.auc(recall,
+            precision)``, what the original code logged as "AP"; None without positive labels.
         auc: ROC AUC; None when only one class is present.
         pr_precision, pr_recall: (K+1,) PR curve as ``precision_recall_curve`` returns it.
         pr_thresholds: (K,) increasing curve thresholds.
@@ -649,7 +898,7 @@ class DecisionMetrics:
     fp: int
     fn: int
     tn: int
-    ap: float | None
+    ap_step: float | None
     ap_trapezoid: float | None
     auc: float | None
     pr_precision: list[float]
@@ -721,10 +970,10 @@ def decision_metrics(labels: Any, scores: Any, threshold: float | None = None) -
         warnings.simplefilter("ignore")
         pr_precision, pr_recall, pr_thresholds = precision_recall_curve(labels, scores)
     if n_positive == 0:
-        ap = ap_trapezoid = None
+        ap_step = ap_trapezoid = None
         notes.append("no positive (crack) label: AP and trapezoidal AP are undefined (None)")
     else:
-        ap = float(average_precision_score(labels, scores))
+        ap_step = float(average_precision_score(labels, scores))
         ap_trapezoid = float(trapezoid_area(pr_recall, pr_precision))
     if n_positive == 0 or n_negative == 0:
         roc_auc = None
@@ -761,7 +1010,7 @@ def decision_metrics(labels: Any, scores: Any, threshold: float | None = None) -
         fp=fp,
         fn=fn,
         tn=tn,
-        ap=ap,
+        ap_step=ap_step,
         ap_trapezoid=ap_trapezoid,
         auc=roc_auc,
         pr_precision=[float(v) for v in pr_precision],

@@ -7,6 +7,7 @@ writes into the run folder (see :mod:`crackkit.runs`).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from crackkit import distributed
-from crackkit import metrics as M
 from crackkit.config import RunConfig, load_config, save_config
 from crackkit.data.dataset import CrackDataset, load_splits, resolve_dataset, split_summary
-from crackkit.data.folder import DatasetError, Sample, read_image
-from crackkit.evaluate import evaluate
-from crackkit.predict import checkpoint_thresholds
+from crackkit.data.folder import DatasetError, Sample, read_image, scan_split
+from crackkit.evaluate import evaluate, validation_thresholds
 from crackkit.report import plot_gallery, render_report
 from crackkit.runs import (
     RUN_FILES,
@@ -43,6 +42,7 @@ __all__ = [
     "train_run",
     "chosen_checkpoint",
     "evaluate_run",
+    "evaluate_dataset",
     "report_run",
 ]
 
@@ -195,6 +195,11 @@ def chosen_checkpoint(run_dir: Path, cfg: RunConfig) -> Path:
     raise CheckpointError(f"{run_dir} holds no checkpoint; train it first")
 
 
+#: Resamples and seed of the 95% bootstrap intervals of the headline pixel metrics.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
 def evaluate_run(
     run_dir: Path | str,
     *,
@@ -202,47 +207,37 @@ def evaluate_run(
     checkpoint: Path | str | None = None,
     n_gallery: int = 6,
     progress: bool = True,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
 ) -> dict[str, Any]:
     """Evaluate the run's chosen model on ``split``; writes ``metrics.json`` and the gallery.
 
-    Metrics are reported at the best threshold on ``split`` (as the seed report does) and at the
-    thresholds selected on the validation split (``*_at_val_threshold``).
+    Headline figures are at the thresholds chosen on the validation split (the checkpoint's
+    recorded validation metrics), each metric at its own; without them (``validate=False``) at
+    the best thresholds on ``split``, labelled ``threshold_source: "oracle"``. Pixel metrics are
+    counted at each mask's native resolution (see :mod:`crackkit.evaluate`).
+
+    ``metrics.json`` keys: ``split``, ``n_images``, ``n_positive``, ``n_gt_pixels``;
+    ``decision`` (precision, recall, f1, accuracy, threshold, tp, fp, fn, tn, ap_step,
+    ap_trapezoid, auc, n_samples, n_positive, notes, threshold_source), ``decision_oracle``,
+    ``decision_curve``; ``pixel_2px`` (precision, recall, f1, threshold, tolerance, n_images,
+    threshold_source, f1_ci95), ``pixel_2px_oracle``, ``pixel_2px_curve``, ``pixel_oracle``;
+    ``dice`` and ``iou`` (value, threshold, n_images, threshold_source, value_ci95),
+    ``dice_oracle``, ``iou_oracle``; ``ods``, ``ois``; ``pixel_2px_original_mean`` and
+    ``pixel_2px_original_mean_oracle`` (the original code's all-image mean with ``>``);
+    ``val_thresholds`` {decision, pixel_2px, dice, iou}; ``protocol``; ``checkpoint``,
+    ``checkpoint_epoch``, ``loss_seg``, ``loss_dec``, ``timing``.
     """
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / RUN_FILES["config"])
     log = run_logger(run_dir)
     ckpt = Path(checkpoint) if checkpoint else chosen_checkpoint(run_dir, cfg)
-    device = resolve_device(cfg)
-    model, _, state = load_model(ckpt, device)
-    amp_dtype, channels_last = configure_speed(cfg, device, inference=True)
     prepared = prepare(cfg, progress=progress)
     if split not in prepared.splits:
         raise DatasetError(f"unknown split {split!r}; available: {', '.join(prepared.splits)}")
     dataset = CrackDataset(prepared.splits[split], cfg, train=False)
-    t0 = time.perf_counter()
-    metrics, pred = evaluate(
-        model,
-        dataset,
-        device,
-        tolerance=cfg.tolerance,
-        batch_size=cfg.eval_batch_size,
-        amp_dtype=amp_dtype,
-        channels_last=channels_last,
-        num_workers=cfg.num_workers,
-        progress=progress,
-        desc=f"evaluate {split}",
+    metrics, pred, state = _evaluate_split(
+        cfg, ckpt, dataset, n_gallery=n_gallery, progress=progress, bootstrap=bootstrap, split=split
     )
-    eval_s = time.perf_counter() - t0
-    dec_thr, seg_thr = checkpoint_thresholds(state)
-    if dec_thr is not None:
-        metrics["decision_at_val_threshold"] = M.decision_metrics(
-            pred.labels, pred.scores, threshold=dec_thr
-        ).to_dict()
-        metrics["decision_at_val_threshold"].pop("curve", None)
-    if seg_thr is not None and "pixel_2px" in metrics:
-        metrics["pixel_2px_at_val_threshold"] = M.tolerance_sweep(
-            pred.probs, pred.masks, tolerance=cfg.tolerance, thresholds=np.array([seg_thr])
-        ).to_dict()
     history_path = run_dir / RUN_FILES["history"]
     train_s = 0.0
     if history_path.exists():
@@ -251,68 +246,197 @@ def evaluate_run(
         train_s = sum(
             (r.get("time_s") or 0) + (r.get("val_time_s") or 0) for r in read_history(history_path)
         )
-    metrics.update(
-        split=split,
-        checkpoint=str(ckpt.relative_to(run_dir) if ckpt.is_relative_to(run_dir) else ckpt),
-        checkpoint_epoch=state.get("epoch"),
-        val_thresholds={"decision": dec_thr, "pixel_2px": seg_thr},
-        timing={"train_and_validate": train_s, "evaluate": eval_s},
-    )
-    write_csv(
-        run_dir / RUN_FILES["predictions"] / f"{split}_scores.csv",
-        [
-            {
-                "image": s.image.name,
-                "label": int(lab),
-                "score": float(sc),
-                "decision": int(sc >= (dec_thr if dec_thr is not None else 0.5)),
-            }
-            for s, lab, sc in zip(dataset.samples, pred.labels, pred.scores, strict=True)
-        ],
+    metrics["timing"]["train_and_validate"] = train_s
+    metrics["checkpoint"] = str(ckpt.relative_to(run_dir) if ckpt.is_relative_to(run_dir) else ckpt)
+    _write_scores(
+        run_dir / RUN_FILES["predictions"] / f"{split}_scores.csv", dataset, pred, metrics
     )
     if n_gallery > 0:
-        _gallery(dataset, pred, metrics, run_dir, n_gallery, seg_thr)
+        _gallery(dataset, pred, metrics, run_dir / RUN_FILES["plots"] / "gallery.png")
     atomic_write_json(run_dir / RUN_FILES["metrics"], metrics)
     d, p = metrics["decision"], metrics.get("pixel_2px", {})
     log.info(
-        f"{split.upper()} ({len(dataset)} images, {ckpt.name} of epoch {state.get('epoch')}): "
-        f"decision AP={d['ap']}, F1={d['f1']:.4f} @ {d['threshold']:.4f}; "
-        f"2px Pr/Re/F1={p.get('precision', 0):.4f}/{p.get('recall', 0):.4f}/{p.get('f1', 0):.4f}"
-        f" @ {p.get('threshold', 0):.3f}; evaluated in {eval_s:.1f}s"
+        f"{split.upper()} ({len(dataset)} images, {ckpt.name} of epoch {state.get('epoch')}, "
+        f"thresholds: {metrics['protocol']['thresholds']}): decision AP (step-wise)="
+        f"{d['ap_step']}, F1={d['f1']:.4f} @ {d['threshold']:.4f}; 2px Pr/Re/F1="
+        f"{p.get('precision', 0):.4f}/{p.get('recall', 0):.4f}/{p.get('f1', 0):.4f}"
+        f" @ {p.get('threshold', 0):.3f}; evaluated in {metrics['timing']['evaluate']:.1f}s"
     )
     logging.getLogger(__name__).debug("metrics written")
     return metrics
 
 
-def _gallery(dataset, pred, metrics, run_dir: Path, n: int, seg_thr: float | None) -> None:
-    pixels = pred.masks.reshape(len(pred.masks), -1).sum(axis=1)
-    positives = np.flatnonzero(pixels > 0)
-    negatives = np.flatnonzero(pixels == 0)
-    n_neg = min(len(negatives), max(1, n // 3)) if len(negatives) else 0
-    pos_pick = (
-        positives[np.linspace(0, len(positives) - 1, min(n - n_neg, len(positives))).astype(int)]
-        if len(positives)
-        else np.array([], dtype=int)
+def _evaluate_split(
+    cfg: RunConfig,
+    ckpt: Path,
+    dataset: CrackDataset,
+    *,
+    n_gallery: int,
+    progress: bool,
+    bootstrap: int,
+    split: str,
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Load ``ckpt`` and evaluate it on ``dataset`` at its validation thresholds."""
+    device = resolve_device(cfg)
+    model, _, state = load_model(ckpt, device)
+    amp_dtype, channels_last = configure_speed(cfg, device, inference=True)
+    val_thr = validation_thresholds(state)
+    t0 = time.perf_counter()
+    metrics, pred = evaluate(
+        model,
+        dataset,
+        device,
+        tolerance=cfg.tolerance,
+        val_thresholds=val_thr,
+        seg_black=cfg.seg_black,
+        bootstrap=bootstrap,
+        bootstrap_seed=BOOTSTRAP_SEED,
+        keep=_gallery_picks(dataset.labels, n_gallery),
+        batch_size=cfg.eval_batch_size,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        num_workers=cfg.num_workers,
+        progress=progress,
+        desc=f"evaluate {split}",
     )
-    neg_pick = negatives[:n_neg]
-    idx = [int(i) for i in np.concatenate([pos_pick, neg_pick])]
+    metrics.update(
+        split=split,
+        checkpoint=str(ckpt),
+        checkpoint_epoch=state.get("epoch"),
+        timing={"evaluate": time.perf_counter() - t0},
+    )
+    if all(v is None for v in val_thr.values()):
+        metrics["protocol"]["note"] = (
+            f"checkpoint {ckpt.name} (epoch {state.get('epoch')}) holds no validation metrics "
+            "(validate=False, or its epoch was not validated): every threshold is the best on "
+            "the evaluated split (oracle)"
+        )
+    return metrics, pred, state
+
+
+def _write_scores(path: Path, dataset: CrackDataset, pred: Any, metrics: dict[str, Any]) -> None:
+    threshold = metrics["decision"]["threshold"]
+    write_csv(
+        path,
+        [
+            {
+                "image": s.image.name,
+                "label": int(lab),
+                "score": float(sc),
+                "decision": int(sc >= threshold),
+            }
+            for s, lab, sc in zip(dataset.samples, pred.labels, pred.scores, strict=True)
+        ],
+    )
+
+
+def _gallery_picks(labels: list[bool], n: int) -> list[int]:
+    """Up to ``n`` positions: crack images spread over the split, then a third crack-free."""
+    if n <= 0:
+        return []
+    positives = np.flatnonzero(np.asarray(labels, dtype=bool))
+    negatives = np.flatnonzero(~np.asarray(labels, dtype=bool))
+    n_neg = min(len(negatives), max(1, n // 3)) if len(negatives) else 0
+    n_pos = min(n - n_neg, len(positives))
+    pos_pick = positives[np.linspace(0, len(positives) - 1, n_pos).astype(int)] if n_pos else []
+    picks = [int(i) for i in pos_pick] + [int(i) for i in negatives[:n_neg]]
+    return list(dict.fromkeys(picks))
+
+
+def _gallery(dataset: CrackDataset, pred: Any, metrics: dict[str, Any], path: Path) -> None:
+    """Native-size image | ground truth | probability | errors, at the headline 2px threshold.
+
+    With ``seg_black`` the maps of images decided crack-free are shown zeroed, as counted.
+    """
+    idx = sorted(pred.kept)
     if not idx:
         return
-    images = np.stack([dataset.read(i)[0] for i in idx])
-    threshold = (
-        seg_thr if seg_thr is not None else metrics.get("pixel_2px", {}).get("threshold", 0.5)
-    )
-    titles = [f"{dataset.samples[i].image.name} (score {pred.scores[i]:.2f})" for i in idx]
-    plot_gallery(
-        images,
-        pred.masks[idx],
-        pred.probs[idx],
-        threshold,
-        run_dir / RUN_FILES["plots"] / "gallery.png",
-        titles=titles,
-    )
+    threshold = metrics.get("pixel_2px", {}).get("threshold", 0.5)
+    black = metrics.get("protocol", {}).get("seg_black", {})
+    dec_thr = metrics["decision"]["threshold"]
+    images, masks, probs, titles = [], [], [], []
+    for i in idx:
+        prob, mask = pred.kept[i]
+        zeroed = bool(black.get("enabled")) and pred.scores[i] < dec_thr
+        images.append(read_image(dataset.samples[i].image, dataset.cfg.input_channels))
+        masks.append(mask)
+        probs.append(np.zeros_like(prob) if zeroed else prob)
+        titles.append(
+            f"{dataset.samples[i].image.name} (score {pred.scores[i]:.2f}"
+            + (", zeroed: seg_black)" if zeroed else ")")
+        )
+    plot_gallery(images, masks, probs, threshold, path, titles=titles)
 
 
 def report_run(run_dir: Path | str) -> Path:
     """Render the plots and ``REPORT.md`` of a run; returns the report's path."""
     return render_report(Path(run_dir))
+
+
+CROSS_DIR = "cross"
+
+
+def evaluate_dataset(
+    run_dir: Path | str,
+    dataset: str | Path,
+    *,
+    split: str = "test",
+    checkpoint: Path | str | None = None,
+    n_gallery: int = 6,
+    progress: bool = True,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
+    overwrite: bool = False,
+) -> Path:
+    """Evaluate a trained run on another data set; returns the path of its ``EVAL.md``.
+
+    ``dataset`` is a prepared name (``crack500``, ``cfd``...), ``synthetic`` or a folder with
+    the split folders. Its images are resized to the run's input size; the metrics use the
+    run's own validation thresholds, tolerance and ``seg_black``, under the protocol of
+    :func:`evaluate_run`. Everything goes into ``RUN/cross/<dataset>-<split>/``
+    (``metrics.json``, ``scores.csv``, ``gallery.png``, ``EVAL.md``); the run's own files are
+    never touched.
+
+    Raises:
+        DatasetError: the data set or its split is missing or broken.
+        RunDirError: the output folder already holds an evaluation (and not ``overwrite``).
+    """
+    from crackkit.report import render_eval
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / RUN_FILES["config"])
+    ckpt = Path(checkpoint) if checkpoint else chosen_checkpoint(run_dir, cfg)
+    eval_cfg = cfg.replace(dataset=str(dataset))
+    root = resolve_dataset(eval_cfg, progress=progress)
+    if (Path(root) / split).is_dir():  # only the split evaluated need be there
+        samples = scan_split(root, split, negatives_without_mask=cfg.negatives_without_mask)
+    else:  # a validation split drawn from train, as the data set's runs draw it
+        splits = load_splits(root, cfg.seed, negatives_without_mask=cfg.negatives_without_mask)
+        if split not in splits:
+            raise DatasetError(f"data set {root} has no {split!r} split")
+        samples = splits[split]
+    if not samples:
+        raise DatasetError(f"split {split!r} of {root} is empty")
+    name = Path(str(dataset)).name if Path(str(dataset)).expanduser().is_dir() else str(dataset)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
+    out = run_dir / CROSS_DIR / f"{name}-{split}"
+    if (out / RUN_FILES["metrics"]).exists() and not overwrite:
+        raise RunDirError(
+            f"{out} already holds an evaluation; pass overwrite=True (--overwrite) to redo it"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    ds = CrackDataset(samples, eval_cfg, train=False)
+    metrics, pred, _ = _evaluate_split(
+        eval_cfg, ckpt, ds, n_gallery=n_gallery, progress=progress, bootstrap=bootstrap, split=split
+    )
+    metrics["checkpoint"] = str(ckpt.relative_to(run_dir) if ckpt.is_relative_to(run_dir) else ckpt)
+    metrics["dataset"] = {
+        "name": str(dataset),
+        "root": str(root),
+        "counts": split_summary({split: samples})[split],
+    }
+    metrics["run"] = str(run_dir.resolve())
+    _write_scores(out / "scores.csv", ds, pred, metrics)
+    if n_gallery > 0:
+        _gallery(ds, pred, metrics, out / "gallery.png")
+    atomic_write_json(out / RUN_FILES["metrics"], metrics)
+    return render_eval(out, cfg, metrics)

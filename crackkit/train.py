@@ -257,7 +257,9 @@ def _validation_row(metrics: dict[str, Any], seg_w: float, dec_w: float) -> dict
         "val_loss": seg_w * metrics["loss_seg"] + dec_w * metrics["loss_dec"],
         "val_loss_seg": metrics["loss_seg"],
         "val_loss_dec": metrics["loss_dec"],
-        "val_ap": metrics["decision"]["ap"],
+        # val_ap is the step-wise AP (average_precision_score); the trapezoidal one beside it
+        "val_ap": metrics["decision"]["ap_step"],
+        "val_ap_trapezoid": metrics["decision"]["ap_trapezoid"],
         "val_auc": metrics["decision"]["auc"],
         "val_dec_f1": metrics["decision"]["f1"],
         "val_dec_threshold": metrics["decision"]["threshold"],
@@ -267,6 +269,9 @@ def _validation_row(metrics: dict[str, Any], seg_w: float, dec_w: float) -> dict
         "val_threshold_2px": px.get("threshold", 0.5),
         "val_dice": metrics.get("dice", {}).get("value", 0.0),
         "val_iou": metrics.get("iou", {}).get("value", 0.0),
+        # None when the validation split has no crack pixel (no threshold was chosen)
+        "val_dice_threshold": metrics.get("dice", {}).get("threshold"),
+        "val_iou_threshold": metrics.get("iou", {}).get("threshold"),
     }
 
 

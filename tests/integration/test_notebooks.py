@@ -137,8 +137,8 @@ def test_prepare_notebook_fetches_crack500_from_an_archive(tmp_path, kit_dirs):
         str(tmp_path / "out.ipynb"),
         parameters={
             "dataset": "crack500",
-            "input_height": 24,
-            "input_width": 40,
+            "input_height": 64,
+            "input_width": 128,
             "crack500_archive": str(archive),
         },
         kernel_name="python3",

@@ -16,6 +16,8 @@ SEED_SECTIONS = [
     "### Decision",
     "pixel distance",
     "### Dice and IoU",
+    "### Evaluation protocol",
+    "### Oracle (tuned on this split)",
     "## Losses",
     "## Scores",
     "## Gallery",
@@ -69,7 +71,7 @@ def test_run_folder_is_complete(finished_run):
 
 
 def test_metrics_json_has_the_seed_tables(finished_run):
-    """metrics.json holds decision, 2-pixel, Dice and IoU entries with their fields."""
+    """metrics.json headlines decision, 2-pixel, Dice and IoU at the validation thresholds."""
     _, run = finished_run
     m = json.loads((run / "metrics.json").read_text())
     assert {
@@ -82,13 +84,25 @@ def test_metrics_json_has_the_seed_tables(finished_run):
         "fp",
         "fn",
         "tn",
-        "ap",
+        "ap_step",
+        "ap_trapezoid",
         "auc",
+        "threshold_source",
     } <= set(m["decision"])
-    assert {"precision", "recall", "f1", "threshold"} <= set(m["pixel_2px"])
-    assert {"value", "threshold"} <= set(m["dice"]) and {"value", "threshold"} <= set(m["iou"])
+    assert {"precision", "recall", "f1", "threshold", "f1_ci95"} <= set(m["pixel_2px"])
+    assert {"value", "threshold", "value_ci95"} <= set(m["dice"])
+    assert {"value", "threshold", "value_ci95"} <= set(m["iou"])
     d = m["decision"]
     assert d["tp"] + d["fp"] + d["fn"] + d["tn"] == m["n_images"] == 6
+    assert m["protocol"]["thresholds"] in ("validation", "mixed")
+    assert d["threshold"] == m["val_thresholds"]["decision"]
+    if m["val_thresholds"]["pixel_2px"] is not None:
+        assert m["pixel_2px"]["threshold"] == m["val_thresholds"]["pixel_2px"]
+        assert m["dice"]["threshold"] == m["val_thresholds"]["dice"]
+        assert m["iou"]["threshold"] == m["val_thresholds"]["iou"]
+    for key in ("decision_oracle", "pixel_2px_oracle", "dice_oracle", "iou_oracle"):
+        assert key in m, key
+    assert not [k for k in m if k.endswith("_at_val_threshold")]
 
 
 def test_history_has_one_row_per_epoch(finished_run):

@@ -26,8 +26,13 @@ NUMBERS = {
 }
 
 
-def write_run(path, *, f1, f1_2px, dice, history=True, finished=True, **params):
-    """A run folder with config.json, metrics.json and history.csv holding the given numbers."""
+def write_run(
+    path, *, f1, f1_2px, dice, history=True, finished=True, thresholds="validation", **params
+):
+    """A run folder with config.json, metrics.json and history.csv holding the given numbers.
+
+    ``thresholds`` is where the headline thresholds came from (metrics.json's protocol).
+    """
     path.mkdir(parents=True)
     cfg = make_config({"epochs": 1} | params, preset="tiny")
     save_config(cfg, path / "config.json")
@@ -43,7 +48,8 @@ def write_run(path, *, f1, f1_2px, dice, history=True, finished=True, **params):
             "recall": 0.8,
             "f1": f1,
             "accuracy": 0.75,
-            "ap": 0.85,
+            "ap_step": 0.85,
+            "ap_trapezoid": 0.84,
             "auc": 0.8,
             "threshold": 0.5,
         },
@@ -51,6 +57,7 @@ def write_run(path, *, f1, f1_2px, dice, history=True, finished=True, **params):
         "dice": {"value": dice, "threshold": 0.5},
         "iou": {"value": dice / (2 - dice), "threshold": 0.5},
         "timing": {"train_and_validate": 12.5},
+        "protocol": {"thresholds": thresholds},
     }
     (path / "metrics.json").write_text(json.dumps(metrics))
     if history:
@@ -97,7 +104,9 @@ def test_groups_seeds_into_mean_std_rows(runs):
     """One row per lr with its seeds, n and mean ± sample std, exactly as the oracle prints it."""
     text = compare_runs([runs]).read_text()
     decision = _section(text, "Decision")
-    assert decision.splitlines()[0] == "| lr | Seeds | n | Pr | Re | F1 | Acc | AP | AUC |"
+    assert decision.splitlines()[0] == (
+        "| lr | Seeds | n | Pr | Re | F1 | Acc | AP (step) | AP (trapz) | AUC |"
+    )
     hi, lo = _row(decision, "0.001"), _row(decision, "0.0001")
     assert hi[1:3] == ["0, 1, 2", "3"] and lo[1:3] == ["0, 1", "2"]
     f1_hi = [NUMBERS[(0.001, s)][0] for s in range(3)]
@@ -126,7 +135,7 @@ def test_fixed_parameters_listed_once(runs):
     """Parameters equal across runs are in one table; the varied one is a column, not a row."""
     text = compare_runs([runs]).read_text()
     fixed = _section(text, "Parameters equal across all runs")
-    assert "| epochs | 1 |" in fixed and "| input_height | 32 |" in fixed
+    assert "| epochs | 1 |" in fixed and "| input_height | 64 |" in fixed
     assert "| lr |" not in fixed and "| seed |" not in fixed
     assert "- `lr`: 0.0001, 0.001, 0.01" in text
 
@@ -148,7 +157,7 @@ def test_per_run_table_and_curves(runs):
     text = out.read_text()
     per_run = _section(text, "Per run")
     assert len(per_run.splitlines()) == 2 + 5
-    assert _row(per_run, "lr=0.001-seed2")[1:4] == ["0.001", "2", "2"]
+    assert _row(per_run, "lr=0.001-seed2")[1:5] == ["0.001", "2", "2", "validation"]
     for name in ("compare_loss.png", "compare_val_f1_2px.png", "compare_val_ap.png"):
         assert (out.parent / name).stat().st_size > 1000
         assert f"]({name})" in text
@@ -159,7 +168,7 @@ def test_single_run_group_has_no_spread(tmp_path):
     run = write_run(tmp_path / "a", f1=0.7, f1_2px=0.5, dice=0.4)
     text = compare_runs([run], tmp_path / "out" / "C.md").read_text()
     row = _row(_section(text, "Decision"), "0")
-    assert row == ["0", "1", "0.9000", "0.8000", "0.7000", "0.7500", "0.8500", "0.8000"]
+    assert row == ["0", "1", "0.9000", "0.8000", "0.7000", "0.7500", "0.8500", "0.8400", "0.8000"]
     assert (tmp_path / "out" / "c_loss.png").is_file()
 
 
@@ -172,6 +181,28 @@ def test_crack500_runs_get_published_rows(tmp_path):
     for name, pr, re, f1 in PUBLISHED_CRACK500:
         assert f"| {name} | {pr:.4f} | {re:.4f} | {f1:.4f} |" in table
     assert f"(n=2) | 0.6000 ± 0.0000 | 0.7000 ± 0.0000 | {_oracle([0.70, 0.74])} |" in table
+    assert "| Seed run (SegDecNet, crack500_run6_5) |" in table
+    assert "threshold tuned on the test split" in table
+    assert "threshold from the validation split" in table
+
+
+def test_crack500_oracle_runs_are_not_beside_published_rows(tmp_path):
+    """A group whose runs lack validation thresholds is left out of the published table."""
+    for seed in (0, 1):
+        write_run(
+            tmp_path / f"s{seed}",
+            f1=0.9,
+            f1_2px=0.7,
+            dice=0.5,
+            dataset="crack500",
+            seed=seed,
+            thresholds="validation" if seed == 0 else "oracle",
+        )
+    text = compare_runs([tmp_path]).read_text()
+    section = text.split("## Published 2-pixel results on CRACK500\n\n")[1].split("\n## ")[0]
+    assert "This comparison" not in section
+    assert "Not listed" in section and "all runs" in section
+    assert _row(_section(text, "Per run"), "s1")[3] == "oracle"
 
 
 def test_synthetic_runs_have_no_published_rows(runs):

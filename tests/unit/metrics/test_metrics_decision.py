@@ -39,11 +39,12 @@ def sklearn_confusion(labels, scores, threshold):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_threshold_free_metrics_equal_sklearn(seed):
-    """AP, trapezoidal AP, ROC AUC and the PR curve are exactly scikit-learn's."""
+    """Step-wise AP (average_precision_score), trapezoidal AP, ROC AUC and the PR curve are
+    exactly scikit-learn's."""
     labels, scores = random_labels_scores(seed)
     m = decision_metrics(labels, scores)
     precision, recall, thresholds = precision_recall_curve(labels, scores)
-    assert m.ap == average_precision_score(labels, scores)
+    assert m.ap_step == average_precision_score(labels, scores)
     assert m.ap_trapezoid == auc(recall, precision)
     assert m.auc == roc_auc_score(labels, scores)
     assert m.pr_precision == precision.tolist()
@@ -85,7 +86,7 @@ def test_hand_built_example():
     m = decision_metrics([0, 1, 1, 0, 1], [0.2, 0.9, 0.5, 0.5, 0.1])
     assert (m.threshold, m.tp, m.fp, m.fn, m.tn) == (0.1, 3, 2, 0, 0)
     assert m.f1 == 0.75 and m.precision == 0.6 and m.recall == 1.0 and m.accuracy == 0.6
-    assert m.ap == pytest.approx(0.7555555555555555, abs=ATOL)
+    assert m.ap_step == pytest.approx(0.7555555555555555, abs=ATOL)
     assert m.auc == pytest.approx(7 / 12, abs=ATOL)
 
 
@@ -106,7 +107,7 @@ def test_score_equal_to_threshold_is_positive():
 def test_only_positive_labels():
     """All-crack labels: AUC is None with a note, AP is sklearn's 1.0, no warning, no crash."""
     m = decision_metrics([1, 1, 1], [0.2, 0.6, 0.9])
-    assert m.auc is None and m.ap == 1.0 and m.ap_trapezoid is not None
+    assert m.auc is None and m.ap_step == 1.0 and m.ap_trapezoid is not None
     assert any("ROC AUC" in note for note in m.notes)
     assert m.recall == 1.0 and m.threshold == 0.2
 
@@ -115,7 +116,7 @@ def test_only_positive_labels():
 def test_only_negative_labels():
     """No crack label: AP, trapezoidal AP and AUC are None with notes; F1 is 0."""
     m = decision_metrics([0, 0], [0.3, 0.8])
-    assert m.ap is None and m.ap_trapezoid is None and m.auc is None
+    assert m.ap_step is None and m.ap_trapezoid is None and m.auc is None
     assert len(m.notes) == 3 and m.f1 == 0.0 and m.tp == 0
     assert json.loads(json.dumps(m.to_dict()))["auc"] is None
 
@@ -126,7 +127,9 @@ def test_to_dict_is_json_ready():
     out = decision_metrics(labels, scores).to_dict()
     assert json.loads(json.dumps(out)) == out
     assert set(out["curve"]) == {"precision", "recall", "thresholds"}
-    assert all(type(out[k]) is float for k in ("precision", "ap", "auc", "threshold"))
+    assert all(
+        type(out[k]) is float for k in ("precision", "ap_step", "ap_trapezoid", "auc", "threshold")
+    )
     assert all(type(out[k]) is int for k in ("tp", "fp", "fn", "tn"))
     assert "curve" not in decision_metrics(labels, scores).to_dict(curve=False)
 
