@@ -2,7 +2,7 @@
 
 ``crackkit run``   executes the notebooks (prepare, train, evaluate, report) with papermill into one
                    run folder and prints the report's path as its last line.
-``crackkit data``  downloads and imports a real data set (CRACK500).
+``crackkit data``  downloads and imports a real data set (CRACK500, CrackForest).
 ``crackkit predict`` applies a trained run to a folder of images.
 ``crackkit sweep``  runs every combination of parameter values and seeds, one run folder each.
 ``crackkit compare`` writes COMPARE.md: finished runs side by side, mean ± std over seeds.
