@@ -56,6 +56,15 @@ from crackkit.data.folder import (
     read_image,
     split_counts,
 )
+from crackkit.data.staging import (
+    JUNK_NAMES,
+    check_destination,
+    move_into_place,
+    read_record,
+    say,
+    shown,
+    subdirs,
+)
 
 __all__ = [
     "CFD",
@@ -111,7 +120,6 @@ CFD_VAL_SEED = 0
 
 _SEARCH_DEPTH = 3
 _IMAGE_DIR, _GT_DIR = "image", "groundtruth"
-_JUNK_NAMES = frozenset({"__macosx", ".ds_store", "thumbs.db", "desktop.ini"})
 
 
 @dataclass
@@ -261,14 +269,6 @@ def read_segmentation(path: str | os.PathLike) -> np.ndarray:
     return seg.astype(np.uint8)
 
 
-def _subdirs(folder: Path) -> dict[str, Path]:
-    return {
-        p.name.lower(): p
-        for p in sorted(folder.iterdir())
-        if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in _JUNK_NAMES
-    }
-
-
 def find_cfd_base(root: str | os.PathLike) -> Path:
     """Shallowest folder under ``root`` (up to three levels deep) holding ``image/`` and
     ``groundTruth/``.
@@ -280,10 +280,10 @@ def find_cfd_base(root: str | os.PathLike) -> Path:
     level = [root]
     for _ in range(_SEARCH_DEPTH + 1):
         for folder in level:
-            children = _subdirs(folder)
+            children = subdirs(folder)
             if _IMAGE_DIR in children and _GT_DIR in children:
                 return folder
-        level = [child for folder in level for child in _subdirs(folder).values()]
+        level = [child for folder in level for child in subdirs(folder).values()]
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
     shown = ", ".join(entries[:20]) + (
         f" ... ({len(entries) - 20} more)" if len(entries) > 20 else ""
@@ -300,7 +300,7 @@ def _files_by_stem(folder: Path, suffixes: Iterable[str], warnings: list[str]) -
     found: dict[str, Path] = {}
     ignored: list[str] = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.name.lower() in _JUNK_NAMES:
+        if path.name.startswith(".") or path.name.lower() in JUNK_NAMES:
             continue
         if not path.is_file() or path.suffix.lower() not in wanted:
             ignored.append(path.name + ("/" if path.is_dir() else ""))
@@ -372,42 +372,6 @@ def _ranges(stems: Sequence[str]) -> str:
 # Import
 
 
-def _say(verbose: bool, message: str) -> None:
-    if verbose:
-        print(message, flush=True)
-
-
-def _shown(text: str, shown_as: tuple[str, str] | None) -> str:
-    if shown_as is None:
-        return text
-    folder, label = shown_as
-    return text.replace(folder + os.sep, f"{label}:").replace(folder, f"{label}:")
-
-
-def _check_destination(final: Path, overwrite: bool) -> None:
-    if final.exists() and not overwrite:
-        raise DatasetError(
-            f"{final} already exists; pass overwrite=True (--overwrite) to replace it, or choose "
-            "another --root"
-        )
-
-
-def _move_into_place(staging: Path, final: Path, overwrite: bool) -> None:
-    _check_destination(final, overwrite)
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
-        os.replace(final, old)
-    try:
-        os.replace(staging, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_pair(image: Path, mat: Path, split_dir: Path, crack: tuple[int, ...]) -> np.ndarray:
     """Check one image and its ``.mat``, copy the image and write the 0/255 mask; return labels."""
     height, width = read_image(image).shape[:2]
@@ -440,11 +404,11 @@ def _import_tree(
     shown_as: tuple[str, str] | None = None,
 ) -> CfdReport:
     final = dest_root / name
-    _check_destination(final, overwrite)
+    check_destination(final, overwrite, "another --root")
     warnings: list[str] = []
     base = find_cfd_base(src_root)
-    children = _subdirs(base)
-    _say(verbose, _shown(f"{name}: CrackForest layout found in {base}", shown_as))
+    children = subdirs(base)
+    say(verbose, shown(f"{name}: CrackForest layout found in {base}", shown_as))
     images = _files_by_stem(children[_IMAGE_DIR], IMAGE_EXTENSIONS, warnings)
     mats = _files_by_stem(children[_GT_DIR], (".mat",), warnings)
     orphans = sorted(set(mats) - set(images))
@@ -479,14 +443,14 @@ def _import_tree(
         val_seed=val_seed,
         val_fraction=val_fraction,
     )
-    _say(
+    say(
         verbose,
         f"  {len(images)} images: {len(mats)} with ground truth = {len(pool)} train/val "
         f"({_ranges(pool)}) + {len(test)} test ({_ranges(test)}); {len(skipped)} without ground "
         f"truth skipped ({_ranges(skipped)})",
     )
     labels = ", ".join(f"{v} ({CFD_LABELS[v]})" for v in crack_values)
-    _say(verbose, f"  crack = label values {labels}; every other value is background")
+    say(verbose, f"  crack = label values {labels}; every other value is background")
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.importing-", dir=dest_root))
     try:
         values_seen: dict[int, int] = {}
@@ -520,29 +484,29 @@ def _import_tree(
             line += f"{c['negatives']} crack-free)"
             if split == "val":
                 line += f"; drawn with seed {val_seed}: {', '.join(splits['val'])}"
-            _say(verbose, line)
+            say(verbose, line)
         report.files_with_value = values_seen
         held = ", ".join(
             f"{values_seen[v]} hold {v} ({CFD_LABELS[v]})" for v in (3, 4) if v in values_seen
         )
         if held:
-            _say(verbose, f"  of the {len(mats)} ground-truth files {held}")
+            say(verbose, f"  of the {len(mats)} ground-truth files {held}")
         written = split_counts(staging)
         if written != report.counts:
             raise RuntimeError(f"import wrote {written} but counted {report.counts}")
-        report.warnings = [_shown(w, shown_as) for w in warnings]
+        report.warnings = [shown(w, shown_as) for w in warnings]
         for warning in report.warnings:
-            _say(verbose, f"WARNING: {warning}")
-        _say(verbose, f"  license: {CFD_LICENSE}")
-        _say(verbose, f"  cite: {CFD_CITATION}")
+            say(verbose, f"WARNING: {warning}")
+        say(verbose, f"  license: {CFD_LICENSE}")
+        say(verbose, f"  cite: {CFD_CITATION}")
         record = report.to_dict()
         record["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         (staging / "dataset.json").write_text(json.dumps(record, indent=2) + "\n")
-        _move_into_place(staging, final, overwrite)
+        move_into_place(staging, final, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _say(verbose, f"{name}: imported into {final}")
+    say(verbose, f"{name}: imported into {final}")
     return report
 
 
@@ -587,7 +551,7 @@ def import_cfd(
     if not source.exists():
         raise DatasetError(f"{source}: CrackForest source not found (give a folder or an archive)")
     dest_root.mkdir(parents=True, exist_ok=True)
-    _check_destination(dest_root / name, overwrite)
+    check_destination(dest_root / name, overwrite)
     options = {
         "name": name,
         "crack_values": crack,
@@ -608,14 +572,7 @@ def import_cfd(
             extract_archive(source, tmp)
             return _import_tree(Path(tmp), dest_root, source=record, shown_as=shown_as, **options)
         except DatasetError as err:
-            raise DatasetError(_shown(str(err), shown_as)) from err
-
-
-def _read_record(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "dataset.json").read_text())
-    except (OSError, ValueError):
-        return {}
+            raise DatasetError(shown(str(err), shown_as)) from err
 
 
 def fetch_cfd(
@@ -681,11 +638,11 @@ def fetch_cfd(
         src = archive
     final = processed / CFD.name
     if final.exists() and not overwrite and archive is not None:
-        record = _read_record(final)
+        record = read_record(final)
         if record.get("sha256") == sha256_file(archive) and record.get("crack_values") == list(
             crack
         ):
-            _say(verbose, f"{final} already holds this import; nothing to do")
+            say(verbose, f"{final} already holds this import; nothing to do")
             return final
     if final.exists() and not overwrite:
         raise DatasetError(

@@ -75,6 +75,15 @@ from crackkit.data.folder import (
     split_counts,
     write_sample,
 )
+from crackkit.data.staging import (
+    JUNK_NAMES,
+    check_destination,
+    move_into_place,
+    read_record,
+    say,
+    shown,
+    subdirs,
+)
 
 __all__ = [
     "CRACK500_COUNTS",
@@ -115,7 +124,6 @@ LAYOUTS: dict[str, str] = {
     "mirror": "train/, val/, test/ each holding images/ and masks/ (mask named like its image)",
 }
 _SEARCH_DEPTH = 3
-_JUNK_NAMES = frozenset({"__macosx", ".ds_store", "thumbs.db", "desktop.ini"})
 _IMAGE_EXTS = frozenset(IMAGE_EXTENSIONS)
 
 
@@ -204,7 +212,7 @@ class _Layout:
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:
-    return any(p.lower() in _JUNK_NAMES for p in parts) or parts[-1].startswith("._")
+    return any(p.lower() in JUNK_NAMES for p in parts) or parts[-1].startswith("._")
 
 
 def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
@@ -300,23 +308,15 @@ def _extract_tar(archive: Path, dest: Path) -> None:
 # Layout detection and pairing
 
 
-def _subdirs(folder: Path) -> dict[str, Path]:
-    return {
-        p.name.lower(): p
-        for p in sorted(folder.iterdir())
-        if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in _JUNK_NAMES
-    }
-
-
 def _find_base(root: Path, names: Mapping[str, str], accept: Callable[[Path], bool]) -> Path | None:
     """Shallowest folder under ``root`` with a sub-folder named like a value of ``names``."""
     level = [root]
     for _ in range(_SEARCH_DEPTH + 1):
         for folder in level:
-            children = _subdirs(folder)
+            children = subdirs(folder)
             if any(n in children and accept(children[n]) for n in names.values()):
                 return folder
-        level = [child for folder in level for child in _subdirs(folder).values()]
+        level = [child for folder in level for child in subdirs(folder).values()]
     return None
 
 
@@ -330,7 +330,7 @@ def _has_images(folder: Path) -> bool:
 def _undouble(folder: Path) -> Path:
     """The folder that holds the files: ``traincrop/traincrop/`` when ``traincrop/`` has none."""
     for _ in range(_SEARCH_DEPTH):
-        inner = _subdirs(folder).get(folder.name.lower())
+        inner = subdirs(folder).get(folder.name.lower())
         if inner is None or _has_images(folder):
             return folder
         folder = inner
@@ -338,7 +338,7 @@ def _undouble(folder: Path) -> Path:
 
 
 def _split_folders(base: Path, names: Mapping[str, str]) -> dict[str, Path]:
-    children = _subdirs(base)
+    children = subdirs(base)
     return {split: _undouble(children[n]) for split, n in names.items() if n in children}
 
 
@@ -382,7 +382,7 @@ def detect_layout(root: str | os.PathLike) -> _Layout:
 
 
 def _describe(root: Path) -> str:
-    entries = [p for p in sorted(root.iterdir()) if p.name.lower() not in _JUNK_NAMES]
+    entries = [p for p in sorted(root.iterdir()) if p.name.lower() not in JUNK_NAMES]
     names = [p.name + ("/" if p.is_dir() else "") for p in entries[:20]]
     if len(entries) > 20:
         names.append(f"... ({len(entries) - 20} more)")
@@ -395,7 +395,7 @@ def _describe(root: Path) -> str:
 def _image_files(folder: Path, warnings: list[str]) -> list[Path]:
     files, ignored = [], []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.name.lower() in _JUNK_NAMES:
+        if path.name.startswith(".") or path.name.lower() in JUNK_NAMES:
             continue
         if path.is_file() and path.suffix.lower() in _IMAGE_EXTS:
             files.append(path)
@@ -764,19 +764,6 @@ def _add_extra_negatives(folder: Path, split_dir: Path, progress: bool, warnings
     return len(files)
 
 
-def _say(verbose: bool, message: str) -> None:
-    if verbose:
-        print(message, flush=True)
-
-
-def _check_destination(final: Path, overwrite: bool) -> None:
-    if final.exists() and not overwrite:
-        raise DatasetError(
-            f"{final} already exists; pass overwrite=True (--overwrite) to replace it, or choose "
-            "another name or folder"
-        )
-
-
 def _import_tree(
     src_root: Path,
     dest_root: Path,
@@ -796,7 +783,7 @@ def _import_tree(
     negatives_seed: int = 0,
 ) -> ImportReport:
     final = dest_root / name
-    _check_destination(final, overwrite)
+    check_destination(final, overwrite, "another name or folder")
     unknown = sorted(set(extra_negatives or {}) - set(SPLITS))
     if unknown:
         raise ValueError(f"extra_negatives has unknown splits {unknown}; valid: {list(SPLITS)}")
@@ -806,9 +793,9 @@ def _import_tree(
         raise ValueError(f"negatives_count must be >= 0 or None, got {negatives_count!r}")
     warnings: list[str] = []
     layout = detect_layout(src_root)
-    _say(verbose, _shown(f"{name}: layout {layout.name!r} found in {layout.base}", shown_as))
+    say(verbose, shown(f"{name}: layout {layout.name!r} found in {layout.base}", shown_as))
     for split, listed in layout.lists.items():
-        _say(verbose, _shown(f"  {split}: membership from the split list {listed}", shown_as))
+        say(verbose, shown(f"  {split}: membership from the split list {listed}", shown_as))
     pairs = _layout_pairs(layout, warnings)
     if negatives_from_full and not layout.full:
         raise DatasetError(
@@ -895,7 +882,7 @@ def _import_tree(
                     line += f" (of {report.tiles_available[split]} found)"
             if added["extra"]:
                 line += f" + {added['extra']} extra negatives"
-            _say(verbose, line)
+            say(verbose, line)
             expected = (expected_counts or {}).get(split)
             if expected is not None and expected != found:
                 warnings.append(
@@ -903,7 +890,7 @@ def _import_tree(
                     "will not be comparable with the seed run"
                 )
         if report.binarised_masks:
-            _say(
+            say(
                 verbose,
                 f"  {report.binarised_masks} masks held values other than 0 and 255 (JPEG noise) "
                 "and were thresholded at 127",
@@ -913,43 +900,19 @@ def _import_tree(
             raise RuntimeError(f"import wrote {written} but counted {report.counts}")
         extra_dir = str((extra_negatives or {}).get("train")) if extra_negatives else None
         report.negatives_source = _negatives_source(report, own_train_negatives, extra_dir)
-        _say(verbose, f"  negatives: {report.negatives_source}")
-        report.warnings = [_shown(w, shown_as) for w in warnings]
+        say(verbose, f"  negatives: {report.negatives_source}")
+        report.warnings = [shown(w, shown_as) for w in warnings]
         for warning in report.warnings:
-            _say(verbose, f"WARNING: {warning}")
+            say(verbose, f"WARNING: {warning}")
         record = report.to_dict()
         record["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         (staging / "dataset.json").write_text(json.dumps(record, indent=2) + "\n")
-        _move_into_place(staging, final, overwrite)
+        move_into_place(staging, final, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _say(verbose, f"{name}: imported into {final}")
+    say(verbose, f"{name}: imported into {final}")
     return report
-
-
-def _shown(text: str, shown_as: tuple[str, str] | None) -> str:
-    """Replace a temporary extraction folder in ``text`` by ``ARCHIVE:`` for readable messages."""
-    if shown_as is None:
-        return text
-    folder, label = shown_as
-    return text.replace(folder + os.sep, f"{label}:").replace(folder, f"{label}:")
-
-
-def _move_into_place(staging: Path, final: Path, overwrite: bool) -> None:
-    _check_destination(final, overwrite)
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
-        os.replace(final, old)
-    try:
-        os.replace(staging, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def import_folder(
@@ -1038,7 +1001,7 @@ def import_archive(
     if not archive.is_file():
         raise DatasetError(f"{archive}: archive not found")
     dest_root.mkdir(parents=True, exist_ok=True)
-    _check_destination(dest_root / name, overwrite)
+    check_destination(dest_root / name, overwrite)
     digest = sha256_file(archive)
     with tempfile.TemporaryDirectory(prefix=f".{name}.extract-", dir=dest_root) as tmp:
         shown_as = (tmp, archive.name)
@@ -1062,7 +1025,7 @@ def import_archive(
                 shown_as=shown_as,
             )
         except DatasetError as err:
-            raise DatasetError(_shown(str(err), shown_as)) from err
+            raise DatasetError(shown(str(err), shown_as)) from err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1125,7 +1088,7 @@ def fetch_crack500(
         )
     final = processed / CRACK500.name
     if final.exists() and not overwrite:
-        record = _read_record(final)
+        record = read_record(final)
         same = (
             record.get("source", {}).get("sha256") == sha256_file(raw)
             and record.get("negatives_from_full") == negatives_from_full
@@ -1138,7 +1101,7 @@ def fetch_crack500(
             )
         )
         if same:
-            _say(verbose, f"{final} already holds this import; nothing to do")
+            say(verbose, f"{final} already holds this import; nothing to do")
             return final
         raise DatasetError(
             f"{final} already exists from another archive or with other options (see its "
@@ -1156,13 +1119,6 @@ def fetch_crack500(
         verbose=verbose,
     )
     return final
-
-
-def _read_record(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "dataset.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

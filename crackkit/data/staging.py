@@ -1,0 +1,89 @@
+"""Helpers every data set importer shares: staging a build and moving it into place.
+
+An importer builds its processed folder in a hidden sibling and renames it into place only when
+everything succeeded (:func:`move_into_place`), refusing to replace an earlier import unless asked
+(:func:`check_destination`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from crackkit.data.folder import DatasetError
+
+__all__ = [
+    "JUNK_NAMES",
+    "check_destination",
+    "move_into_place",
+    "read_record",
+    "say",
+    "shown",
+    "subdirs",
+]
+
+#: Entries archives and file managers leave that no importer reads.
+JUNK_NAMES = frozenset({"__macosx", ".ds_store", "thumbs.db", "desktop.ini"})
+
+
+def say(verbose: bool, message: str) -> None:
+    """Print ``message`` (flushed) when ``verbose``."""
+    if verbose:
+        print(message, flush=True)
+
+
+def check_destination(final: Path, overwrite: bool, hint: str = "another folder") -> None:
+    """Refuse an existing ``final`` unless ``overwrite``; the message suggests ``hint``.
+
+    Raises:
+        DatasetError: ``final`` exists and ``overwrite`` is False.
+    """
+    if final.exists() and not overwrite:
+        raise DatasetError(
+            f"{final} already exists; pass overwrite=True (--overwrite) to replace it, or choose "
+            f"{hint}"
+        )
+
+
+def move_into_place(staging: Path, final: Path, overwrite: bool) -> None:
+    """Rename ``staging`` to ``final``; a replaced ``final`` is restored if the rename fails."""
+    check_destination(final, overwrite)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
+        os.replace(final, old)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_record(folder: Path) -> dict:
+    """The ``dataset.json`` of an earlier import in ``folder``, or ``{}``."""
+    try:
+        return json.loads((folder / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def shown(text: str, shown_as: tuple[str, str] | None) -> str:
+    """Replace a temporary extraction folder in ``text`` by ``ARCHIVE:`` for readable messages."""
+    if shown_as is None:
+        return text
+    folder, label = shown_as
+    return text.replace(folder + os.sep, f"{label}:").replace(folder, f"{label}:")
+
+
+def subdirs(folder: Path) -> dict[str, Path]:
+    """Visible sub-folders of ``folder`` by lower-case name, junk left out."""
+    return {
+        p.name.lower(): p
+        for p in sorted(folder.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in JUNK_NAMES
+    }
