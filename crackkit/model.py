@@ -439,7 +439,8 @@ def convert_original_state_dict(
             f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}"
         )
     expected = original_key_shapes(architecture)
-    ours = {k: tuple(v.shape) for k, v in _CLASSES[architecture](3).state_dict().items()}
+    with torch.device("meta"):  # shapes only: no memory, no initialisation work
+        ours = {k: tuple(v.shape) for k, v in _CLASSES[architecture](3).state_dict().items()}
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         name = key[len("module."):] if key.startswith("module.") else key

@@ -26,8 +26,6 @@ license and citation, the crack values, the split membership and the counts.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import shutil
 import sys
@@ -54,12 +52,11 @@ from crackkit.data.folder import (
     SPLITS,
     DatasetError,
     read_image,
-    split_counts,
 )
 from crackkit.data.staging import (
     JUNK_NAMES,
     check_destination,
-    move_into_place,
+    finish_import,
     read_record,
     say,
     shown,
@@ -491,18 +488,12 @@ def _import_tree(
         )
         if held:
             say(verbose, f"  of the {len(mats)} ground-truth files {held}")
-        written = split_counts(staging)
-        if written != report.counts:
-            raise RuntimeError(f"import wrote {written} but counted {report.counts}")
         report.warnings = [shown(w, shown_as) for w in warnings]
         for warning in report.warnings:
             say(verbose, f"WARNING: {warning}")
         say(verbose, f"  license: {CFD_LICENSE}")
         say(verbose, f"  cite: {CFD_CITATION}")
-        record = report.to_dict()
-        record["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        (staging / "dataset.json").write_text(json.dumps(record, indent=2) + "\n")
-        move_into_place(staging, final, overwrite)
+        finish_import(staging, final, report.to_dict(), report.counts, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

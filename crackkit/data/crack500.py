@@ -39,8 +39,6 @@ source archive and its SHA-256, the layout, the counts and any warnings.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import re
 import shutil
@@ -72,13 +70,12 @@ from crackkit.data.folder import (
     image_size,
     read_image,
     read_mask,
-    split_counts,
     write_sample,
 )
 from crackkit.data.staging import (
     JUNK_NAMES,
     check_destination,
-    move_into_place,
+    finish_import,
     read_record,
     say,
     shown,
@@ -895,19 +892,13 @@ def _import_tree(
                 f"  {report.binarised_masks} masks held values other than 0 and 255 (JPEG noise) "
                 "and were thresholded at 127",
             )
-        written = split_counts(staging)
-        if written != report.counts:
-            raise RuntimeError(f"import wrote {written} but counted {report.counts}")
         extra_dir = str((extra_negatives or {}).get("train")) if extra_negatives else None
         report.negatives_source = _negatives_source(report, own_train_negatives, extra_dir)
         say(verbose, f"  negatives: {report.negatives_source}")
         report.warnings = [shown(w, shown_as) for w in warnings]
         for warning in report.warnings:
             say(verbose, f"WARNING: {warning}")
-        record = report.to_dict()
-        record["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        (staging / "dataset.json").write_text(json.dumps(record, indent=2) + "\n")
-        move_into_place(staging, final, overwrite)
+        finish_import(staging, final, report.to_dict(), report.counts, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

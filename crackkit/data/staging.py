@@ -7,16 +7,18 @@ everything succeeded (:func:`move_into_place`), refusing to replace an earlier i
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
 from pathlib import Path
 
-from crackkit.data.folder import DatasetError
+from crackkit.data.folder import DatasetError, split_counts
 
 __all__ = [
     "JUNK_NAMES",
     "check_destination",
+    "finish_import",
     "move_into_place",
     "read_record",
     "say",
@@ -87,3 +89,22 @@ def subdirs(folder: Path) -> dict[str, Path]:
         for p in sorted(folder.iterdir())
         if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in JUNK_NAMES
     }
+
+
+def finish_import(
+    staging: Path, final: Path, record: dict, counts: dict, *, overwrite: bool
+) -> None:
+    """Check what ``staging`` holds against ``counts``, write ``record`` as its ``dataset.json``
+    (with a ``created`` time stamp) and move it into place.
+
+    Raises:
+        RuntimeError: the files written differ from the counts the importer reported.
+        DatasetError: ``final`` exists and ``overwrite`` is False.
+    """
+    written = split_counts(staging)
+    if written != counts:
+        raise RuntimeError(f"import wrote {written} but counted {counts}")
+    record = dict(record)
+    record["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    (staging / "dataset.json").write_text(json.dumps(record, indent=2) + "\n")
+    move_into_place(staging, final, overwrite)
