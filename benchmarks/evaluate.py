@@ -29,7 +29,8 @@ network's sparse maps would: the cost of crackkit's counting grows with the numb
     block-wise ones.
 (b) ``original``: batch 1, float32, direct convolutions, autograd recording (the original's
     ``eval_model`` has no ``torch.no_grad``), images preloaded as float32 tensors (loading not
-    timed), a ``segdecnet`` output upsampled nearest x8 (:func:`crackkit.model.to_input_size`),
+    timed), a ``segdecnet`` output upsampled nearest x8
+    (:func:`crackkit.inference.full_resolution`),
     each image's probability map and score moved to the host one by one; then the 2-pixel sweep
     the original way (per threshold, per image, counts by builtin ``sum(sum(...))`` over rows,
     then per-image P/R/F1 in Python: ``original_way`` and ``_mean_curves`` of
@@ -89,12 +90,14 @@ import crackkit.metrics as M
 from crackkit.config import RunConfig
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import scan_split
-from crackkit.evaluate import Predictions, compute_metrics, count_grid, evaluate, predict
+from crackkit.evaluate import Predictions, compute_metrics, count_grid, count_split, evaluate
 from crackkit.fftconv import set_fft_conv
+from crackkit.inference import full_resolution
 from crackkit.metrics import Counts, default_thresholds
-from crackkit.model import ARCHITECTURES, build_model, to_input_size
+from crackkit.model import build_model
 from crackkit.pipeline import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, _gallery_picks
-from crackkit.runtime import configure_speed, resolve_device, resolve_fft_conv
+from crackkit.runtime import model_for, resolve_device
+from crackkit.specs import ARCHITECTURES
 
 #: The validation thresholds handed to crackkit, as a validated checkpoint records them (the
 #: pixel ones on the sweep grid, so the counted grid is the sweep's).
@@ -124,7 +127,7 @@ def calibrate_sparsity(model: torch.nn.Module, image: torch.Tensor, above: float
     probability >= 0.1 (float32); returns the shift."""
     model.eval()
     _, seg = model(image[None])
-    seg = to_input_size(seg.float(), model.output_stride)
+    seg = full_resolution(seg.float(), tuple(image.shape[-2:]))
     q = torch.quantile(seg.flatten(), 1.0 - above).item()
     shift = math.log(0.1 / 0.9) - q
     _seg_bias(model).add_(shift)
@@ -275,7 +278,6 @@ def main(argv: list[str] | None = None) -> dict:
             tolerance=args.tolerance,
         )
         device = resolve_device(cfg)
-        amp_dtype, channels_last = configure_speed(cfg, device, inference=True)
         dataset = CrackDataset(scan_split(folder, "test"), cfg, train=False)
         reads = [dataset.read(i) for i in range(k_inf)]
         pre_images = torch.stack(
@@ -288,11 +290,10 @@ def main(argv: list[str] | None = None) -> dict:
         shift = calibrate_sparsity(net, pre_images[0], args.above)
         base_model = copy.deepcopy(net).to(device).eval()
         set_fft_conv(base_model, False)  # the original's direct convolution
-        ck_model = net.to(device)
-        fft = resolve_fft_conv(cfg, device)
-        set_fft_conv(ck_model, fft)
-        if channels_last:
-            ck_model = ck_model.to(memory_format=torch.channels_last)
+        # crackkit's model exactly as evaluation builds it (crackkit.runtime.model_for)
+        ck_model, placement = model_for(cfg, device, inference=True, model=net)
+        amp_dtype, channels_last = placement.amp_dtype, placement.channels_last
+        fft = any(getattr(m, "fft", False) for m in ck_model.modules())
 
         # What crackkit.evaluate.evaluate passes to predict and compute_metrics, with
         # evaluate_run's arguments (crackkit.pipeline._evaluate_split).
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         clock = CountingClock()
 
         def crackkit_block(idx: list[int]) -> Predictions:
-            return predict(
+            return count_split(
                 ck_model,
                 Subset(dataset, idx),
                 device,
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
             for i in idx:
                 x = pre_images[i : i + 1].to(device)
                 dec, seg = base_model(x)
-                prob = torch.sigmoid(to_input_size(seg, base_model.output_stride))
+                prob = torch.sigmoid(full_resolution(seg, (cfg.input_height, cfg.input_width)))
                 probs.append(prob[0, 0].detach().cpu().numpy())
                 scores.append(torch.sigmoid(dec).item())
             return probs, scores

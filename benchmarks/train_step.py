@@ -36,9 +36,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from crackkit.config import RunConfig
 from crackkit.fftconv import set_fft_conv
-from crackkit.losses import decision_loss, loss_weights, segmentation_loss
-from crackkit.model import ARCHITECTURES, build_model
-from crackkit.runtime import configure_speed, resolve_device, resolve_fft_conv
+from crackkit.losses import SegDecLoss, decision_loss, segmentation_loss
+from crackkit.model import build_model
+from crackkit.runtime import model_for, resolve_device
+from crackkit.specs import ARCHITECTURES
 from crackkit.train import build_optimizer, train_one_epoch
 
 
@@ -119,21 +120,19 @@ def main(argv: list[str] | None = None) -> dict:
         fft_conv=args.fft_conv,
     )
     device = resolve_device(cfg)
-    amp_dtype, channels_last = configure_speed(cfg, device)
     bs = cfg.batch_size
     block = args.block_images or (bs if device.type == "cpu" else 8 * bs)
-    seg_w, dec_w = loss_weights(
-        cfg.epochs // 2, cfg.epochs, cfg.delta_cls_loss, cfg.dyn_balanced_loss
-    )
+    loss_fn = SegDecLoss.from_config(cfg)
+    epoch = cfg.epochs // 2
+    seg_w, dec_w = loss_fn.weights(epoch)
 
     torch.manual_seed(args.seed)
     net = build_model(cfg.architecture, cfg.input_channels, cfg.input_height, cfg.input_width)
     net.gradient_multiplier = 0.0 if cfg.gradient_adjustment else 1.0
-    ck_model = copy.deepcopy(net).to(device)
-    fft = resolve_fft_conv(cfg, device)
-    set_fft_conv(ck_model, fft)
-    if channels_last:
-        ck_model = ck_model.to(memory_format=torch.channels_last)
+    # crackkit's model exactly as training builds it (crackkit.runtime.model_for)
+    ck_model, placement = model_for(cfg, device, model=copy.deepcopy(net))
+    amp_dtype, channels_last = placement.amp_dtype, placement.channels_last
+    fft = any(getattr(m, "fft", False) for m in ck_model.modules())
     base_model = copy.deepcopy(net).to(device)
     set_fft_conv(base_model, False)  # the original's direct convolution
     ck_opt = build_optimizer(cfg, ck_model)
@@ -158,15 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def crackkit_block(data: DataLoader) -> int:
         stats = train_one_epoch(
-            ck_model,
-            data,
-            ck_opt,
-            seg_weight=seg_w,
-            dec_weight=dec_w,
-            device=device,
-            amp_dtype=amp_dtype,
-            channels_last=channels_last,
-            progress=False,
+            ck_model, loss_fn, data, ck_opt, epoch=epoch, placement=placement, progress=False
         )
         return stats["n_train"]
 

@@ -1,1 +1,26 @@
-"""crackkit."""
+"""crackkit: a reproducibility kit for SegDecNet crack detection and segmentation.
+
+The package is built in layers. A module imports from its own layer or the layers below it, never
+from a layer above, and no imports go round in a circle, including the lazy ones inside functions.
+``tests/unit/test_layers.py`` reads the table below and holds the code to it.
+
+Layers, from the top down:
+
+    4 interface      cli notebook
+    3 orchestration  run report pipeline predict compare sweep launch batch
+    2 engine         runtime losses checkpoint inference evaluate train
+    1 parts          fftconv model metrics data distributed
+    0 ground         specs paths files config
+
+- **ground**: the names and size rules (``specs``), the folders (``paths``), atomic file
+  writing (``files``), and the one typed run configuration (``config``).
+- **parts**: the published networks, the metrics, data sets and loaders, the process group.
+- **engine**: device and precision switches, a config turned into a device-ready model, the
+  loss, checkpoint files, the one inference path, evaluation of a split, the training loop.
+- **orchestration**: the :class:`crackkit.run.Run` that owns a run folder, the pipeline's
+  steps, reports, prediction on folders of photos, comparisons, sweeps, the torchrun launcher,
+  and the papermill batch driver.
+- **interface**: the ``crackkit`` command and the notebooks' parameter guard.
+
+``docs/ARCHITECTURE.md`` follows one parameter through these layers.
+"""

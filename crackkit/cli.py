@@ -11,182 +11,39 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import os
 import sys
-import threading
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
-from pathlib import Path
-from typing import Any
 
-from crackkit.config import ConfigError, RunConfig, load_config, make_config
-from crackkit.paths import NOTEBOOKS_DIR, ROOT
-from crackkit.runs import RUN_FILES, RunDirError, atomic_write_text, create_run_dir
+from crackkit.batch import PipelineError, run_pipeline
+from crackkit.config import ConfigError
+from crackkit.run import (
+    RUN_FILES,
+    Run,
+    RunDirError,
+    add_run_arguments,
+    config_from_arguments,
+    run_parameters,
+)
 from crackkit.specs import ARCHITECTURES
 
-__all__ = ["main", "run_pipeline", "NOTEBOOKS"]
-
-# (step, notebook file, takes the RunConfig fields)
-NOTEBOOKS: list[tuple[str, str, bool]] = [
-    ("prepare", "01_prepare.ipynb", True),
-    ("train", "02_train.ipynb", True),
-    ("evaluate", "03_evaluate.ipynb", False),
-    ("report", "04_report.ipynb", False),
-]
-
-
-class PipelineError(RuntimeError):
-    """A notebook of the pipeline failed; the executed notebook is kept in the run folder."""
-
-
-def _params(pairs: Sequence[Sequence[str]] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in pairs or []:
-        out[name] = value
-    return out
-
-
-def render_html(notebook: Path) -> Path:
-    """Render an executed notebook to HTML beside it."""
-    import nbconvert
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    body, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
-    return atomic_write_text(notebook.with_suffix(".html"), body)
-
-
-@contextmanager
-def _follow_log(path: Path, interval: float = 0.5):
-    """Echo the lines a notebook's kernel appends to the run log while the block runs."""
-    offset = path.stat().st_size if path.exists() else 0
-    stop = threading.Event()
-
-    def pump() -> None:
-        nonlocal offset
-        while True:
-            finished = stop.wait(interval)
-            if path.exists():
-                with path.open("rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read()
-                # print whole lines only; a partial last line waits for the next round
-                cut = chunk.rfind(b"\n") + 1
-                if cut:
-                    sys.stdout.write(chunk[:cut].decode("utf-8", "replace"))
-                    sys.stdout.flush()
-                    offset += cut
-            if finished:
-                return
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bool) -> None:
-    import papermill
-    from nbclient.exceptions import DeadKernelError
-
-    env_bin = str(Path(sys.executable).parent)
-    if not os.environ.get("PATH", "").startswith(env_bin):
-        os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")
-    follow = _follow_log(dst.parent.parent / RUN_FILES["log"]) if log_output else nullcontext()
-    try:
-        with follow:
-            papermill.execute_notebook(
-                str(src),
-                str(dst),
-                parameters=parameters,
-                kernel_name="python3",
-                progress_bar=False,
-                cwd=str(ROOT),
-            )
-    except papermill.PapermillExecutionError as exc:
-        raise PipelineError(
-            f"notebook {src.name} failed: {exc.ename}: {exc.evalue}\n"
-            f"The executed notebook with the traceback is {dst}"
-        ) from None
-    except DeadKernelError:
-        run_dir = dst.parent.parent
-        hint = (
-            f"every completed epoch is kept; continue with: crackkit run --resume {run_dir}"
-            if (run_dir / RUN_FILES["config"]).is_file()
-            else "nothing was trained yet; start the run again"
-        )
-        raise PipelineError(
-            f"notebook {src.name} stopped: its kernel died (killed, or out of memory); {hint}"
-        ) from None
-    finally:
-        if dst.exists():
-            try:
-                render_html(dst)
-            except Exception as exc:  # noqa: BLE001 - rendering must not hide the run's own error
-                print(f"warning: could not render {dst.name} to HTML: {exc}", file=sys.stderr)
-
-
-def run_pipeline(
-    cfg: RunConfig,
-    run_dir: Path | str | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    steps: Sequence[str] | None = None,
-    log_output: bool = True,
-) -> Path:
-    """Execute the pipeline's notebooks into one run folder; returns the path of REPORT.md."""
-    path = create_run_dir(run_dir, label=_label(cfg), overwrite=overwrite, resume=resume)
-    nb_dir = path / RUN_FILES["notebooks"]
-    nb_dir.mkdir(parents=True, exist_ok=True)
-    suffix = f".resume-{_dt.datetime.now():%Y%m%d-%H%M%S}" if resume else ""
-    for step, name, takes_config in NOTEBOOKS:
-        if steps and step not in steps:
-            continue
-        params: dict[str, Any] = {"run_dir": str(path)}
-        if takes_config:
-            params.update(cfg.to_dict())
-        if step == "train":
-            params["resume"] = resume
-        dst = nb_dir / f"{Path(name).stem}{suffix}.ipynb"
-        if dst.exists():
-            resumable = (path / RUN_FILES["config"]).is_file() and not resume
-            raise RunDirError(
-                f"{dst} exists from an earlier attempt and is not overwritten; "
-                + (f"continue it with --resume {path}, " if resumable else "")
-                + "choose another --run-dir, or pass --overwrite (the old files are kept in a "
-                "'superseded-*' subfolder)"
-            )
-        print(f"[crackkit] {step}: executing {name} -> {dst}", flush=True)
-        _execute(NOTEBOOKS_DIR / name, dst, params, log_output=log_output)
-    return path / RUN_FILES["report"]
-
-
-def _label(cfg: RunConfig) -> str:
-    return cfg.dataset if cfg.dataset in ("synthetic", "crack500") else Path(cfg.dataset).name
+__all__ = ["main", "build_parser"]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    params = _params(args.param)
     if args.resume:
-        run_dir = Path(args.resume)
-        cfg_path = run_dir / RUN_FILES["config"]
-        if not cfg_path.is_file():
-            raise RunDirError(f"cannot resume {run_dir}: it holds no {RUN_FILES['config']}")
-        cfg = load_config(cfg_path)
-        if params or args.preset or args.dataset:
+        if run_parameters(args) or args.preset:
             raise ConfigError(
                 "--resume continues a run with its recorded parameters; drop -p/--preset/--dataset"
             )
+        try:
+            run = Run.open(args.resume)
+        except RunDirError:
+            raise RunDirError(
+                f"cannot resume {args.resume}: it holds no {RUN_FILES['config']}"
+            ) from None
+        cfg, run_dir = run.cfg, run.path
     else:
-        if args.dataset:
-            params["dataset"] = args.dataset
-        cfg = make_config(params, preset=args.preset)
-        run_dir = args.run_dir
+        cfg, run_dir = config_from_arguments(args), args.run_dir
     report = run_pipeline(
         cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, log_output=not args.quiet
     )
@@ -206,9 +63,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import warnings
 
+    from crackkit.checkpoint import CheckpointError
     from crackkit.data.folder import DatasetError
     from crackkit.predict import predict_folder
-    from crackkit.train import CheckpointError
 
     if args.run is None and args.checkpoint is None and args.original_weights is None:
         print(
@@ -280,8 +137,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from crackkit.checkpoint import CheckpointError
     from crackkit.pipeline import evaluate_dataset
-    from crackkit.train import CheckpointError
 
     if args.n_gallery < 0:
         print(f"crackkit: error: --n-gallery must be >= 0, got {args.n_gallery}", file=sys.stderr)
@@ -310,17 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the whole pipeline (prepare, train, evaluate, report)")
-    run.add_argument("--preset", help="named parameter set: synthetic, tiny, crack500")
-    run.add_argument("--dataset", help="'synthetic', a prepared data set name, or a folder path")
-    run.add_argument("--run-dir", help="run folder (default: runs/<time>-<dataset>)")
-    run.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="set a run parameter (repeatable), e.g. -p lr 0.001",
-    )
+    add_run_arguments(run)
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     run.add_argument(
         "--overwrite",

@@ -35,14 +35,16 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from crackkit.config import ConfigError, RunConfig, load_config
+from crackkit.config import ConfigError, RunConfig
+from crackkit.files import atomic_write_bytes
 from crackkit.report import (
     PUBLISHED_CRACK500,
     PUBLISHED_DEFAULT_PROTOCOL,
     PUBLISHED_PROTOCOL,
-    read_history,
+    Document,
+    markdown_table,
 )
-from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text
+from crackkit.run import RUN_FILES, Run, RunDirError
 
 __all__ = [
     "RunRecord",
@@ -183,10 +185,11 @@ def load_run(path: str | Path) -> RunRecord:
     """Read a run folder; a missing or broken file makes it unfinished, never an exception."""
     rec = RunRecord(Path(path))
     try:
-        rec.config = load_config(rec.path / RUN_FILES["config"])
-    except (OSError, ConfigError, TypeError) as exc:
+        run = Run.open(rec.path)
+    except (OSError, ConfigError, RunDirError, TypeError) as exc:
         rec.problem = f"no readable {RUN_FILES['config']} ({exc})"
         return rec
+    rec.config = run.cfg
     metrics_path = rec.path / RUN_FILES["metrics"]
     if not metrics_path.is_file():
         if (rec.path / RUN_FILES["checkpoints"] / "last.pt").is_file():
@@ -204,12 +207,10 @@ def load_run(path: str | Path) -> RunRecord:
     except (OSError, ValueError) as exc:
         rec.problem = f"unreadable {RUN_FILES['metrics']} ({exc})"
         return rec
-    history_path = rec.path / RUN_FILES["history"]
-    if history_path.is_file():
-        try:
-            rec.history = read_history(history_path)
-        except (OSError, ValueError):
-            rec.history = []
+    try:
+        rec.history = run.history()
+    except (OSError, ValueError):
+        rec.history = []
     return rec
 
 
@@ -268,12 +269,6 @@ def _group(records: Sequence[RunRecord], varied: Sequence[str]) -> list[_Group]:
     return list(groups.values())
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _metric_table(groups: Sequence[_Group], keys: Sequence[str], metrics: Sequence[Metric]) -> str:
     cells = [
         [_mean_std_text([r.value(m) for r in g.runs], len(g.runs)) for m in metrics] for g in groups
@@ -295,7 +290,7 @@ def _metric_table(groups: Sequence[_Group], keys: Sequence[str], metrics: Sequen
         [_param_text(v) for v in g.values] + [g.seeds, str(len(g.runs))] + cells[i]
         for i, g in enumerate(groups)
     ]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _save_png(fig: Figure, path: Path) -> Path:
@@ -359,7 +354,7 @@ def _fixed_section(configs: Sequence[RunConfig], varied: Sequence[str]) -> str:
         for f in fields(RunConfig)
         if f.name not in varied
     ]
-    return "## Parameters equal across all runs\n\n" + _table(["Parameter", "Value"], rows)
+    return "## Parameters equal across all runs\n\n" + markdown_table(["Parameter", "Value"], rows)
 
 
 def _crack500_section(groups: Sequence[_Group], keys: Sequence[str]) -> str:
@@ -389,7 +384,7 @@ def _crack500_section(groups: Sequence[_Group], keys: Sequence[str]) -> str:
         )
     parts = [
         "## Published 2-pixel results on CRACK500",
-        _table(["Method", "Pr", "Re", "F1", "Protocol"], rows),
+        markdown_table(["Method", "Pr", "Re", "F1", "Protocol"], rows),
         "Each row with its protocol; rows of different protocols are not strictly comparable.",
     ]
     if left_out:
@@ -421,11 +416,11 @@ def _per_run_section(finished: Sequence[RunRecord], keys: Sequence[str], base: P
             + [_fmt(rec.value(m)) for m in PER_RUN]
             + ["n/a" if timing is None else f"{timing:.1f}"]
         )
-    return "## Per run\n\n" + _table(header, rows)
+    return "## Per run\n\n" + markdown_table(header, rows)
 
 
-def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) -> Path:
-    """Write the comparison of the given runs; returns the Markdown file's path.
+def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) -> Document:
+    """Write the comparison of the given runs; returns it (``str()`` of it is its path).
 
     Args:
         run_dirs: run folders, or folders holding run folders (a sweep's folder).
@@ -493,5 +488,4 @@ def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) 
             "## Unfinished runs",
             "\n".join(f"- `{_rel(r.path, out.parent)}`: {r.problem}" for r in unfinished),
         ]
-    atomic_write_text(out, "\n\n".join(s for s in sections if s) + "\n")
-    return out
+    return Document.write(out, sections)

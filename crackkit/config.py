@@ -17,17 +17,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from crackkit.files import atomic_write_text
 from crackkit.specs import ARCHITECTURES, check_input_size
 
 __all__ = [
     "ConfigError",
     "RunConfig",
     "PRESETS",
+    "DATA_FIELDS",
     "SEED_REPORT_ROWS",
     "make_config",
     "coerce_value",
     "load_config",
     "save_config",
+    "config_diff",
     "field_names",
 ]
 
@@ -129,6 +132,21 @@ class RunConfig:
 
 
 _FIELDS = {f.name: f for f in fields(RunConfig)}
+
+#: The run parameters that say which data a run reads (preparing a data set needs only these).
+DATA_FIELDS = (
+    "dataset",
+    "input_channels",
+    "input_height",
+    "input_width",
+    "synthetic_train",
+    "synthetic_val",
+    "synthetic_test",
+    "synthetic_negative_fraction",
+    "negatives_without_mask",
+    "negatives_dir",
+    "seed",
+)
 
 
 def field_names() -> list[str]:
@@ -295,9 +313,21 @@ def make_config(params: Mapping[str, Any] | None = None, *, preset: str | None =
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    from crackkit.runs import atomic_write_text
-
     atomic_write_text(Path(path), json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def config_diff(a: RunConfig | Mapping[str, Any], b: RunConfig | Mapping[str, Any]) -> list[str]:
+    """The names of the run parameters whose values differ between ``a`` and ``b``, sorted.
+
+    Either side may be a :class:`RunConfig` or its dict (e.g. a checkpoint's); a field missing
+    from a dict differs.
+    """
+    da = a.to_dict() if isinstance(a, RunConfig) else dict(a)
+    db = b.to_dict() if isinstance(b, RunConfig) else dict(b)
+    missing = object()
+    return sorted(
+        k for k in _FIELDS if da.get(k, missing) != db.get(k, missing) or k not in da or k not in db
+    )
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -1,6 +1,6 @@
 """Multi-process training with torchrun: the process group, ranks and who writes.
 
-``torchrun --nproc_per_node N -m crackkit.train ...`` starts N processes with ``RANK``,
+``torchrun --nproc_per_node N -m crackkit.launch ...`` starts N processes with ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment. :func:`init` joins them into one process
 group (NCCL on GPUs, gloo on CPUs); only rank 0 writes files. Outside torchrun everything here is
 a no-op for a single process.
@@ -71,7 +71,7 @@ def cleanup() -> None:
 
 
 def launch(nproc: int, run_dir: Path, *, resume: bool = False) -> None:
-    """Run ``crackkit.train`` on ``run_dir`` in ``nproc`` processes with torchrun; wait for it.
+    """Run ``crackkit.launch`` on ``run_dir`` in ``nproc`` processes with torchrun; wait for it.
 
     Raises:
         RuntimeError: the distributed training failed (its output names the cause).
@@ -83,7 +83,7 @@ def launch(nproc: int, run_dir: Path, *, resume: bool = False) -> None:
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
-        "crackkit.train",
+        "crackkit.launch",
         "--run-dir",
         str(run_dir),
         "--train-only",

@@ -1,6 +1,7 @@
 """Batched inference and evaluation of a SegDecNet model on a split, under the seed's protocol.
 
-:func:`predict` runs the model under ``torch.inference_mode`` in batches and counts, image by
+:func:`count_split` runs the model (:func:`crackkit.inference.forward`) under
+``torch.inference_mode`` in batches and counts, image by
 image, the pixels of every threshold at the annotation's native resolution; :func:`compute_metrics`
 turns the counts and the image scores into the seed report's metrics with the functions of
 :mod:`crackkit.metrics`.
@@ -61,9 +62,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from crackkit import metrics as M
+from crackkit.checkpoint import THRESHOLD_KEYS
 from crackkit.data.folder import Sample, image_size, read_mask
+from crackkit.inference import forward
 from crackkit.losses import decision_loss, segmentation_loss
-from crackkit.runtime import autocast
+from crackkit.runtime import Placement
 
 __all__ = [
     "PROBABILITY_RESIZE",
@@ -71,17 +74,12 @@ __all__ = [
     "Predictions",
     "compute_metrics",
     "count_grid",
+    "count_split",
     "evaluate",
-    "full_resolution",
     "native_mask",
     "native_probability",
-    "predict",
-    "to_input",
-    "validation_thresholds",
 ]
 
-#: The metrics whose thresholds are chosen on the validation split, in metrics.json's order.
-THRESHOLD_KEYS = ("decision", "pixel_2px", "dice", "iou")
 PROBABILITY_RESIZE = (
     "bilinear interpolation of the probabilities (after the sigmoid) from the input size to "
     "each mask's native size: torch.nn.functional.interpolate(mode='bilinear', "
@@ -122,36 +120,6 @@ class Predictions:
         return sum(tuple(s) != tuple(self.input_size) for s in self.sizes)
 
 
-def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 (N, C, H, W) on the host -> float (N, C, H, W) in [0, 1] on ``device``."""
-    x = images.to(device, non_blocking=True).float().div_(255.0)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def full_resolution(seg_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Segmentation logits (N, 1, h, w) -> (N, 1, H, W) by nearest-neighbour upsampling.
-
-    Each output cell becomes an ``(H / h) x (W / w)`` block (x8 for ``segdecnet``), as the
-    published network returns its map; equal sizes are returned unchanged.
-
-    Raises:
-        ValueError: ``(H, W)`` is not an integer multiple of ``(h, w)``.
-    """
-    h, w = seg_logits.shape[-2:]
-    height, width = size
-    if (h, w) == (height, width):
-        return seg_logits
-    if h < 1 or w < 1 or height % h or width % w:
-        raise ValueError(
-            f"cannot upsample a {h}x{w} segmentation output to {height}x{width}: the size must "
-            "be an integer multiple of the output size"
-        )
-    out = seg_logits.float()
-    return out.repeat_interleave(height // h, dim=-2).repeat_interleave(width // w, dim=-1)
-
-
 def native_probability(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A probability map (1, 1, H, W) resized to a mask's native ``size`` (see the module)."""
     if tuple(prob.shape[-2:]) == tuple(size):
@@ -168,7 +136,7 @@ def native_mask(sample: Sample) -> np.ndarray:
 
 
 def count_grid(extra: Sequence[float] = (), sweep: np.ndarray | None = None) -> np.ndarray:
-    """The thresholds :func:`predict` counts at.
+    """The thresholds :func:`count_split` counts at.
 
     The sweep grid (default :func:`crackkit.metrics.default_thresholds`) and the ``extra``
     thresholds (those chosen on the validation split), each also at ``numpy.nextafter(t, inf)``:
@@ -192,7 +160,7 @@ def _samples_of(dataset: Dataset) -> tuple[list[Sample], list[int]]:
 
 
 @torch.inference_mode()
-def predict(
+def count_split(
     model: nn.Module,
     dataset: Dataset,
     device: torch.device,
@@ -206,7 +174,7 @@ def predict(
     channels_last: bool = False,
     num_workers: int = 0,
     progress: bool = False,
-    desc: str = "predict",
+    desc: str = "evaluate",
 ) -> Predictions:
     """Run ``model`` over every sample of ``dataset`` in order and count its pixels.
 
@@ -244,19 +212,17 @@ def predict(
     seg_sum = torch.zeros((), device=device)
     dec_sum = torch.zeros((), device=device)
     input_size, stride, position = (0, 0), 1, 0
+    placement = Placement(device, amp_dtype, channels_last)
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        x = to_input(batch["image"], device, channels_last)
         y = batch["mask"].to(device, non_blocking=True)
         lab = batch["label"].to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            dec, seg = model(x)
-        dec, seg = dec.float(), seg.float()
-        n = x.shape[0]
-        seg_sum += segmentation_loss(seg, y) * n
-        dec_sum += decision_loss(dec, lab) * n
-        input_size = (int(x.shape[-2]), int(x.shape[-1]))
-        stride = input_size[0] // int(seg.shape[-2])
-        prob = torch.sigmoid(full_resolution(seg, input_size))
+        out = forward(model, batch["image"], placement)
+        n = out.dec.shape[0]
+        seg_sum += segmentation_loss(out.seg, y) * n
+        dec_sum += decision_loss(out.dec, lab) * n
+        input_size = (int(out.probs.shape[-2]), int(out.probs.shape[-1]))
+        stride = input_size[0] // int(out.seg.shape[-2])
+        prob = out.probs
         maps, masks = [], []
         for j in range(n):
             gt = native_mask(samples[positions[position]])
@@ -269,7 +235,7 @@ def predict(
                 kept[position] = (p, gt)
             position += 1
         parts.append(M.count_stats(maps, masks, tolerance, thresholds))
-        scores.append(torch.sigmoid(dec[:, 0]).cpu())
+        scores.append(out.scores.cpu())
         labels.append(batch["label"])
     model.train(was_training)
     n_total = len(dataset)
@@ -333,7 +299,7 @@ def compute_metrics(
         the split has a crack pixel.
 
     Raises:
-        ValueError: a validation threshold of a pixel metric was not counted by :func:`predict`.
+        ValueError: a validation threshold of a pixel metric was not counted by :func:`count_split`.
     """
     given = {k: _float_or_none((val_thresholds or {}).get(k)) for k in THRESHOLD_KEYS}
     counts = pred.counts
@@ -515,7 +481,7 @@ def evaluate(
     ]
     sweep = predict_kwargs.pop("sweep", None)
     sweep = M.default_thresholds() if sweep is None else np.asarray(sweep, dtype=np.float64)
-    pred = predict(
+    pred = count_split(
         model,
         dataset,
         device,
@@ -535,33 +501,3 @@ def evaluate(
     metrics["loss_seg"] = pred.losses["loss_seg"]
     metrics["loss_dec"] = pred.losses["loss_dec"]
     return metrics, pred
-
-
-def validation_thresholds(state: dict[str, Any]) -> dict[str, float | None]:
-    """The thresholds chosen on the validation split at a checkpoint's own epoch.
-
-    ``{decision, pixel_2px, dice, iou}``; the first two as
-    :func:`crackkit.predict.checkpoint_thresholds` finds them (``best.pt``'s recorded validation
-    metrics, or ``last.pt``'s history row of its epoch), Dice's and IoU's from the same record.
-    None where the epoch was not validated, where the validation split had no crack pixel (pixel
-    metrics), or where an older checkpoint did not record them.
-    """
-    from crackkit.predict import checkpoint_thresholds
-
-    dec, seg = checkpoint_thresholds(state)
-    out: dict[str, float | None] = {"decision": dec, "pixel_2px": seg, "dice": None, "iou": None}
-    if seg is None:
-        return out
-    epoch = state.get("epoch")
-    best = state.get("best") or {}
-    recorded = best.get("metrics")
-    if recorded and best.get("epoch") == epoch:
-        for key in ("dice", "iou"):
-            out[key] = _float_or_none((recorded.get(key) or {}).get("threshold"))
-        return out
-    for row in reversed(state.get("history") or []):
-        if row.get("epoch") == epoch:
-            out["dice"] = _float_or_none(row.get("val_dice_threshold"))
-            out["iou"] = _float_or_none(row.get("val_iou_threshold"))
-            break
-    return out

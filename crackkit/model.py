@@ -35,7 +35,8 @@ too and is counted in the parameter totals.
 
 Forwards take ``x: (N, C, H, W)`` and return ``(decision_logits: (N, 1), seg_logits: (N, 1, h, w))``
 with ``h, w = H/8, W/8`` for ``segdecnet`` (:attr:`output_stride` 8) and ``H, W`` otherwise.
-:func:`to_input_size` brings a 1/8 map to the input size as the 2023 code does (nearest, x8).
+:func:`crackkit.inference.full_resolution` brings a 1/8 map to the input size as the 2023 code does
+(nearest, x8).
 
 With gradient-flow adjustment (``gradient_multiplier = 0``) the decision head's inputs are cut
 from the graph, so the decision loss sends no gradient into the segmentation path; a multiplier
@@ -72,7 +73,6 @@ __all__ = [
     "convert_original_state_dict",
     "load_original",
     "original_key_shapes",
-    "to_input_size",
 ]
 
 
@@ -349,13 +349,6 @@ _CLASSES: dict[str, type[nn.Module]] = {
     "segdecnet-up": SegDecNetUp,
     "segdecnet++": SegDecNetPlusPlus,
 }
-
-
-def to_input_size(seg_logits: torch.Tensor, output_stride: int) -> torch.Tensor:
-    """A segmentation output brought to the input size: nearest x``output_stride`` (2023 code)."""
-    if output_stride == 1:
-        return seg_logits
-    return F.interpolate(seg_logits, scale_factor=output_stride, mode="nearest")
 
 
 def build_model(

@@ -11,6 +11,8 @@ and, straight after the parameters cell::
 
 which collects every name the parameters cell and papermill's injected cell defined, refuses an
 unknown one (listing the valid names) and builds a validated :class:`~crackkit.config.RunConfig`.
+A notebook that uses only some run parameters names them (``fields=DATA_FIELDS``); the others
+keep RunConfig's defaults.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ParameterGuard:
         self,
         namespace: Mapping[str, Any],
         *,
+        fields: Iterable[str] | None = None,
         extra: Iterable[str] = (),
         config_fields: bool = True,
     ):
@@ -51,8 +54,9 @@ class ParameterGuard:
 
         Args:
             namespace: the notebook's ``globals()``.
+            fields: the RunConfig fields the notebook takes (default: all of them).
             extra: names the notebook takes besides the config fields (``run_dir``...).
-            config_fields: whether the notebook takes the RunConfig fields.
+            config_fields: whether the notebook takes RunConfig fields at all.
 
         Returns:
             ``(cfg, opts)``: the RunConfig (``None`` when ``config_fields`` is False) and a dict of
@@ -62,7 +66,13 @@ class ParameterGuard:
             ConfigError: an unknown parameter name or a bad value; the message names it.
         """
         values = self.defined(namespace)
-        fields = set(field_names()) if config_fields else set()
+        if not config_fields:
+            fields = set()
+        else:
+            fields = set(field_names() if fields is None else fields)
+            unknown_fields = sorted(fields - set(field_names()))
+            if unknown_fields:
+                raise ConfigError(f"no such run parameter(s): {', '.join(unknown_fields)}")
         extra = tuple(extra)
         unknown = sorted(set(values) - fields - set(extra))
         if unknown:

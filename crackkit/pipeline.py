@@ -6,7 +6,6 @@ writes into the run folder (see :mod:`crackkit.runs`).
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from dataclasses import dataclass
@@ -17,30 +16,26 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from crackkit import distributed
-from crackkit.config import RunConfig, load_config, save_config
-from crackkit.data.dataset import CrackDataset, load_splits, resolve_dataset, split_summary
-from crackkit.data.folder import DatasetError, Sample, read_image, scan_split
-from crackkit.evaluate import evaluate, validation_thresholds
-from crackkit.report import plot_gallery, render_report
-from crackkit.runs import (
-    RUN_FILES,
-    RunDirError,
-    atomic_write_json,
-    create_run_dir,
-    environment_info,
-    read_json,
-    run_logger,
-    write_csv,
+from crackkit.checkpoint import load_checkpoint, load_model, validation_thresholds
+from crackkit.config import RunConfig
+from crackkit.data.dataset import (
+    CrackDataset,
+    dataset_record,
+    load_splits,
+    resolve_dataset,
+    split_summary,
 )
-from crackkit.runtime import configure_speed, resolve_device
-from crackkit.train import CheckpointError, TrainResult, load_checkpoint, load_model, train
+from crackkit.data.folder import DatasetError, Sample, read_image, scan_split
+from crackkit.evaluate import evaluate
+from crackkit.files import atomic_write_json, write_csv
+from crackkit.report import plot_gallery, render_eval, render_report
+from crackkit.run import RUN_FILES, Run, RunDirError
+from crackkit.train import TrainResult, train
 
 __all__ = [
     "Prepared",
     "prepare",
-    "start_run",
     "train_run",
-    "chosen_checkpoint",
     "evaluate_run",
     "evaluate_dataset",
     "report_run",
@@ -56,19 +51,21 @@ class Prepared:
 
 def prepare(
     cfg: RunConfig,
-    run_dir: Path | None = None,
+    run: Run | None = None,
     *,
     progress: bool = True,
     decode_images: bool | None = None,
 ) -> Prepared:
     """Resolve (and for ``synthetic`` generate) the data set, scan and check its splits.
 
-    Writes ``dataset.json`` into ``run_dir`` when one is given.
+    Writes the run's ``dataset.json`` (:func:`crackkit.data.dataset.dataset_record`) when a run
+    is given.
 
     Args:
         decode_images: decode every image in full, so that a truncated or corrupt file stops the
             run now rather than when training or evaluation first reads it (the scan itself reads
-            only image headers); by default only when ``run_dir`` is given.
+            only image headers). By default once per run: when a run is given whose
+            ``dataset.json`` does not record this data set yet.
 
     Raises:
         DatasetError: missing data set, bad files or an empty split (the message names them).
@@ -83,19 +80,19 @@ def prepare(
     for name, samples in splits.items():
         if not samples:
             raise DatasetError(f"split {name!r} of {root} is empty")
-    if decode_images if decode_images is not None else run_dir is not None:
-        _decode_all(splits, cfg, progress=progress)
     summary = split_summary(splits)
+    record = dataset_record(root, summary)
+    if decode_images is None:
+        decode_images = run is not None and run.read("dataset") != record
+    if decode_images:
+        _decode_all(splits, cfg, progress=progress)
     if summary["train"]["positives"] == 0:
         raise DatasetError(
             f"{root}/train has no crack images (every mask is empty); training needs at least one "
             "image whose mask marks crack pixels with 255"
         )
-    if run_dir is not None:
-        atomic_write_json(
-            Path(run_dir) / RUN_FILES["dataset"],
-            {"name": cfg.dataset, "root": str(root), "counts": summary},
-        )
+    if run is not None:
+        run.write("dataset", record)
     return Prepared(root=root, splits=splits, summary=summary)
 
 
@@ -107,39 +104,6 @@ def _decode_all(splits: dict[str, list[Sample]], cfg: RunConfig, *, progress: bo
         read_image(sample.image, cfg.input_channels)
 
 
-def start_run(
-    cfg: RunConfig,
-    run_dir: Path | str | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> Path:
-    """Create the run folder and record the configuration and environment.
-
-    On resume the folder's configuration must equal ``cfg``.
-    """
-    label = f"{cfg.dataset if cfg.dataset in ('synthetic', 'crack500') else Path(cfg.dataset).name}"
-    path = create_run_dir(run_dir, label=label, overwrite=overwrite, resume=resume)
-    config_path = path / RUN_FILES["config"]
-    if config_path.exists():
-        recorded = load_config(config_path)
-        if recorded != cfg:
-            changed = sorted(k for k, v in cfg.to_dict().items() if getattr(recorded, k) != v)
-            raise RunDirError(
-                f"{path} was started with other run parameters ({', '.join(changed)}); "
-                "use a new run folder"
-            )
-    else:
-        save_config(cfg, config_path)
-    env_path = path / RUN_FILES["environment"]
-    if not env_path.exists() or resume:
-        env = environment_info(str(resolve_device(cfg)))
-        if resume and env_path.exists():
-            env["resumed_from"] = read_json(env_path)
-        atomic_write_json(env_path, env)
-    return path
-
-
 def train_run(
     cfg: RunConfig,
     run_dir: Path | str | None = None,
@@ -149,10 +113,11 @@ def train_run(
     progress: bool = True,
 ) -> TrainResult:
     """Start (or resume) a run and train it; returns the trained model and its history."""
-    path = start_run(cfg, run_dir, resume=resume, overwrite=overwrite)
-    log = run_logger(path)
-    log.info(f"Run folder: {path}")
-    prepared = prepare(cfg, path, progress=progress)
+    run = Run.create(cfg, run_dir, resume=resume, overwrite=overwrite)
+    run.record_environment(resumed=resume)
+    log = run.log
+    log.info(f"Run folder: {run.path}")
+    prepared = prepare(cfg, run, progress=progress)
     log.info(
         f"Data set {cfg.dataset} at {prepared.root}: "
         + ", ".join(
@@ -164,10 +129,18 @@ def train_run(
     t0 = time.perf_counter()
     if cfg.nproc_per_node > 1 and not distributed.info().enabled:
         log.info(f"Launching torchrun with {cfg.nproc_per_node} processes")
-        distributed.launch(cfg.nproc_per_node, path, resume=resume)
-        return _result_from_checkpoints(cfg, path)
+        distributed.launch(cfg.nproc_per_node, run.path, resume=resume)
+        return _result_from_checkpoints(run)
     try:
-        result = train(cfg, path, prepared.splits, resume=resume, progress=progress, log=log.info)
+        result = train(
+            cfg,
+            prepared.splits,
+            run.checkpoints,
+            history_path=run.file("history"),
+            resume=resume,
+            progress=progress,
+            log=log.info,
+        )
     except Exception as exc:
         log.error(f"Training stopped: {type(exc).__name__}: {exc}")
         raise
@@ -175,24 +148,14 @@ def train_run(
     return result
 
 
-def _result_from_checkpoints(cfg: RunConfig, run_dir: Path) -> TrainResult:
+def _result_from_checkpoints(run: Run) -> TrainResult:
     """The TrainResult of a run trained in other processes, read back from its checkpoints."""
-    chosen = chosen_checkpoint(run_dir, cfg)
-    model, _, _ = load_model(chosen, resolve_device(cfg))
-    last = load_checkpoint(run_dir / RUN_FILES["checkpoints"] / "last.pt")
+    chosen = run.checkpoint()
+    model, _, _, _ = load_model(chosen, run.cfg.device)
+    last = load_checkpoint(run.checkpoints.last)
     return TrainResult(
-        model=model, history=last["history"], best=last["best"], run_dir=run_dir, checkpoint=chosen
+        model=model, history=last["history"], best=last["best"], run_dir=run.path, checkpoint=chosen
     )
-
-
-def chosen_checkpoint(run_dir: Path, cfg: RunConfig) -> Path:
-    """``best.pt`` when the run uses the best model and has one, else ``last.pt``."""
-    ckpt = Path(run_dir) / RUN_FILES["checkpoints"]
-    if cfg.use_best_model and (ckpt / "best.pt").exists():
-        return ckpt / "best.pt"
-    if (ckpt / "last.pt").exists():
-        return ckpt / "last.pt"
-    raise CheckpointError(f"{run_dir} holds no checkpoint; train it first")
 
 
 #: Resamples and seed of the 95% bootstrap intervals of the headline pixel metrics.
@@ -201,7 +164,7 @@ BOOTSTRAP_SEED = 0
 
 
 def evaluate_run(
-    run_dir: Path | str,
+    run: Run | Path | str,
     *,
     split: str = "test",
     checkpoint: Path | str | None = None,
@@ -227,10 +190,9 @@ def evaluate_run(
     ``val_thresholds`` {decision, pixel_2px, dice, iou}; ``protocol``; ``checkpoint``,
     ``checkpoint_epoch``, ``loss_seg``, ``loss_dec``, ``timing``.
     """
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / RUN_FILES["config"])
-    log = run_logger(run_dir)
-    ckpt = Path(checkpoint) if checkpoint else chosen_checkpoint(run_dir, cfg)
+    run = run if isinstance(run, Run) else Run.open(run)
+    cfg, log = run.cfg, run.log
+    ckpt = run.checkpoint(checkpoint)
     prepared = prepare(cfg, progress=progress)
     if split not in prepared.splits:
         raise DatasetError(f"unknown split {split!r}; available: {', '.join(prepared.splits)}")
@@ -238,22 +200,12 @@ def evaluate_run(
     metrics, pred, state = _evaluate_split(
         cfg, ckpt, dataset, n_gallery=n_gallery, progress=progress, bootstrap=bootstrap, split=split
     )
-    history_path = run_dir / RUN_FILES["history"]
-    train_s = 0.0
-    if history_path.exists():
-        from crackkit.report import read_history
-
-        train_s = sum(
-            (r.get("time_s") or 0) + (r.get("val_time_s") or 0) for r in read_history(history_path)
-        )
-    metrics["timing"]["train_and_validate"] = train_s
-    metrics["checkpoint"] = str(ckpt.relative_to(run_dir) if ckpt.is_relative_to(run_dir) else ckpt)
-    _write_scores(
-        run_dir / RUN_FILES["predictions"] / f"{split}_scores.csv", dataset, pred, metrics
-    )
+    metrics["timing"]["train_and_validate"] = run.train_seconds()
+    metrics["checkpoint"] = run.relative(ckpt)
+    _write_scores(run.file("predictions") / f"{split}_scores.csv", dataset, pred, metrics)
     if n_gallery > 0:
-        _gallery(dataset, pred, metrics, run_dir / RUN_FILES["plots"] / "gallery.png")
-    atomic_write_json(run_dir / RUN_FILES["metrics"], metrics)
+        _gallery(dataset, pred, metrics, run.file("gallery"))
+    run.write("metrics", metrics)
     d, p = metrics["decision"], metrics.get("pixel_2px", {})
     log.info(
         f"{split.upper()} ({len(dataset)} images, {ckpt.name} of epoch {state.get('epoch')}, "
@@ -262,7 +214,6 @@ def evaluate_run(
         f"{p.get('precision', 0):.4f}/{p.get('recall', 0):.4f}/{p.get('f1', 0):.4f}"
         f" @ {p.get('threshold', 0):.3f}; evaluated in {metrics['timing']['evaluate']:.1f}s"
     )
-    logging.getLogger(__name__).debug("metrics written")
     return metrics
 
 
@@ -277,15 +228,13 @@ def _evaluate_split(
     split: str,
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """Load ``ckpt`` and evaluate it on ``dataset`` at its validation thresholds."""
-    device = resolve_device(cfg)
-    model, _, state = load_model(ckpt, device)
-    amp_dtype, channels_last = configure_speed(cfg, device, inference=True)
+    model, _, state, placement = load_model(ckpt, cfg.device, inference=True)
     val_thr = validation_thresholds(state)
     t0 = time.perf_counter()
     metrics, pred = evaluate(
         model,
         dataset,
-        device,
+        placement.device,
         tolerance=cfg.tolerance,
         val_thresholds=val_thr,
         seg_black=cfg.seg_black,
@@ -293,8 +242,8 @@ def _evaluate_split(
         bootstrap_seed=BOOTSTRAP_SEED,
         keep=_gallery_picks(dataset.labels, n_gallery),
         batch_size=cfg.eval_batch_size,
-        amp_dtype=amp_dtype,
-        channels_last=channels_last,
+        amp_dtype=placement.amp_dtype,
+        channels_last=placement.channels_last,
         num_workers=cfg.num_workers,
         progress=progress,
         desc=f"evaluate {split}",
@@ -368,16 +317,16 @@ def _gallery(dataset: CrackDataset, pred: Any, metrics: dict[str, Any], path: Pa
     plot_gallery(images, masks, probs, threshold, path, titles=titles)
 
 
-def report_run(run_dir: Path | str) -> Path:
+def report_run(run: Run | Path | str) -> Path:
     """Render the plots and ``REPORT.md`` of a run; returns the report's path."""
-    return render_report(Path(run_dir))
+    return render_report(run if isinstance(run, Run) else Run.open(run))
 
 
 CROSS_DIR = "cross"
 
 
 def evaluate_dataset(
-    run_dir: Path | str,
+    run: Run | Path | str,
     dataset: str | Path,
     *,
     split: str = "test",
@@ -400,11 +349,9 @@ def evaluate_dataset(
         DatasetError: the data set or its split is missing or broken.
         RunDirError: the output folder already holds an evaluation (and not ``overwrite``).
     """
-    from crackkit.report import render_eval
-
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / RUN_FILES["config"])
-    ckpt = Path(checkpoint) if checkpoint else chosen_checkpoint(run_dir, cfg)
+    run = run if isinstance(run, Run) else Run.open(run)
+    cfg = run.cfg
+    ckpt = run.checkpoint(checkpoint)
     eval_cfg = cfg.replace(dataset=str(dataset))
     root = resolve_dataset(eval_cfg, progress=progress)
     if (Path(root) / split).is_dir():  # only the split evaluated need be there
@@ -418,7 +365,7 @@ def evaluate_dataset(
         raise DatasetError(f"split {split!r} of {root} is empty")
     name = Path(str(dataset)).name if Path(str(dataset)).expanduser().is_dir() else str(dataset)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
-    out = run_dir / CROSS_DIR / f"{name}-{split}"
+    out = run.path / CROSS_DIR / f"{name}-{split}"
     if (out / RUN_FILES["metrics"]).exists() and not overwrite:
         raise RunDirError(
             f"{out} already holds an evaluation; pass overwrite=True (--overwrite) to redo it"
@@ -428,15 +375,11 @@ def evaluate_dataset(
     metrics, pred, _ = _evaluate_split(
         eval_cfg, ckpt, ds, n_gallery=n_gallery, progress=progress, bootstrap=bootstrap, split=split
     )
-    metrics["checkpoint"] = str(ckpt.relative_to(run_dir) if ckpt.is_relative_to(run_dir) else ckpt)
-    metrics["dataset"] = {
-        "name": str(dataset),
-        "root": str(root),
-        "counts": split_summary({split: samples})[split],
-    }
-    metrics["run"] = str(run_dir.resolve())
+    metrics["checkpoint"] = run.relative(ckpt)
+    metrics["dataset"] = dataset_record(root, split_summary({split: samples}), name=str(dataset))
+    metrics["run"] = str(run.path)
     _write_scores(out / "scores.csv", ds, pred, metrics)
     if n_gallery > 0:
         _gallery(ds, pred, metrics, out / "gallery.png")
     atomic_write_json(out / RUN_FILES["metrics"], metrics)
-    return render_eval(out, cfg, metrics)
+    return render_eval(out, cfg, metrics).path

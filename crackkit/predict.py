@@ -77,7 +77,6 @@ no ``predictions.csv``). A folder without images, or two images sharing a stem (
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -91,15 +90,16 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from crackkit.config import ConfigError, RunConfig, load_config
+from crackkit.checkpoint import CheckpointError, load_model, validation_thresholds
+from crackkit.config import ConfigError, RunConfig, make_config
 from crackkit.data.folder import IMAGE_EXTENSIONS, DatasetError, image_size, read_image
-from crackkit.evaluate import to_input
-from crackkit.fftconv import set_fft_conv
-from crackkit.model import OriginalWeightsError, load_original, to_input_size
-from crackkit.runs import RUN_FILES, RunDirError, atomic_write_json, write_csv
-from crackkit.runtime import autocast, configure_speed, resolve_fft_conv
+from crackkit.files import atomic_write_json, write_csv
+from crackkit.inference import forward
+from crackkit.model import OriginalWeightsError, load_original
+from crackkit.report import error_overlay
+from crackkit.run import RUN_FILES, Run, RunDirError
+from crackkit.runtime import Placement, model_for
 from crackkit.specs import smallest_input
-from crackkit.train import CheckpointError, load_model
 
 __all__ = [
     "CSV_COLUMNS",
@@ -108,10 +108,8 @@ __all__ = [
     "PredictReport",
     "PredictWarning",
     "Predictor",
-    "checkpoint_thresholds",
     "list_images",
     "predict_folder",
-    "run_checkpoint",
 ]
 
 DEFAULT_THRESHOLD = 0.5
@@ -130,49 +128,6 @@ _IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 
 class PredictWarning(UserWarning):
     """Prediction goes on, but something deserves a look (a default threshold, skipped files)."""
-
-
-def checkpoint_thresholds(state: dict[str, Any]) -> tuple[float | None, float | None]:
-    """Validated ``(decision, segmentation)`` thresholds of a checkpoint's own epoch.
-
-    ``best.pt`` carries the validation metrics of its epoch in ``state["best"]``; ``last.pt`` also
-    carries the history, whose row for the checkpoint's epoch holds that epoch's validation
-    thresholds (the last epoch is always validated when the run validates). ``None`` where the
-    checkpoint's epoch was not validated, or (segmentation) where the validation split had no
-    crack pixels.
-    """
-    epoch = state.get("epoch")
-    best = state.get("best") or {}
-    metrics = best.get("metrics")
-    if metrics and best.get("epoch") == epoch:
-        return (
-            _float_or_none(metrics.get("decision", {}).get("threshold")),
-            _float_or_none(metrics.get("pixel_2px", {}).get("threshold")),
-        )
-    for row in reversed(state.get("history") or []):
-        if row.get("epoch") == epoch and row.get("val_dec_threshold") is not None:
-            return (
-                _float_or_none(row.get("val_dec_threshold")),
-                # without crack pixels in the split, history holds 0.5 and pixel F1 0
-                _float_or_none(row.get("val_threshold_2px")) if row.get("val_f1_2px") else None,
-            )
-    return None, None
-
-
-def _float_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked but no CUDA device is available; use 'auto'")
-    return device
 
 
 def _padded_shape(height: int, width: int) -> tuple[int, int]:
@@ -222,8 +177,8 @@ class Predictor:
         self,
         model: nn.Module,
         cfg: RunConfig,
+        placement: Placement,
         *,
-        device: str | torch.device | None = "auto",
         threshold_seg: float = DEFAULT_THRESHOLD,
         threshold_dec: float = DEFAULT_THRESHOLD,
         validated: bool = False,
@@ -232,18 +187,14 @@ class Predictor:
         epoch: int | None = None,
         channel_order: str = "rgb",
     ) -> None:
+        """``model`` is device-ready as :func:`crackkit.runtime.model_for` returns it."""
         if channel_order not in ("rgb", "bgr"):
             raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
-        self.channel_order = channel_order
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.channel_order = channel_order
         self.cfg = cfg
-        self.device = _resolve_device(device)
-        self.amp_dtype, self.channels_last = configure_speed(cfg, self.device, inference=True)
-        set_fft_conv(model, resolve_fft_conv(cfg, self.device))
-        model = model.to(self.device).eval()
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        self.placement = placement
         self.model = model
         self.threshold_seg = float(threshold_seg)
         self.threshold_dec = float(threshold_dec)
@@ -251,6 +202,10 @@ class Predictor:
         self.batch_size = batch_size
         self.checkpoint = checkpoint
         self.epoch = epoch
+
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
 
     @classmethod
     def from_checkpoint(
@@ -263,14 +218,16 @@ class Predictor:
             ConfigError: ``device`` is ``cuda`` and no CUDA device is available.
         """
         path = Path(path)
-        torch_device = _resolve_device(device)
         try:
-            model, cfg, state = load_model(path, torch_device)
+            model, cfg, state, placement = load_model(path, device, inference=True)
         except ConfigError as exc:
+            if "no CUDA device" in str(exc):
+                raise
             raise CheckpointError(
                 f"checkpoint {path} records run parameters this crackkit cannot use: {exc}"
             ) from None
-        dec, seg = checkpoint_thresholds(state)
+        thresholds = validation_thresholds(state)
+        dec, seg = thresholds["decision"], thresholds["pixel_2px"]
         missing = [n for n, v in (("segmentation", seg), ("decision", dec)) if v is None]
         if missing:
             warnings.warn(
@@ -282,7 +239,7 @@ class Predictor:
         return cls(
             model,
             cfg,
-            device=torch_device,
+            placement,
             threshold_seg=DEFAULT_THRESHOLD if seg is None else seg,
             threshold_dec=DEFAULT_THRESHOLD if dec is None else dec,
             validated=not missing,
@@ -315,8 +272,6 @@ class Predictor:
         Raises:
             CheckpointError: the file is missing or its weights do not fit ``architecture``.
         """
-        from crackkit.config import make_config
-
         path = Path(path)
         try:
             model = load_original(
@@ -334,10 +289,11 @@ class Predictor:
                 "input_width": width,
             }
         )
+        model, placement = model_for(cfg, device, inference=True, model=model)
         return cls(
             model,
             cfg,
-            device=device,
+            placement,
             threshold_seg=threshold_seg,
             threshold_dec=threshold_dec,
             validated=False,
@@ -361,7 +317,7 @@ class Predictor:
             RunDirError: ``run_dir`` is no run folder.
             CheckpointError: the run holds no checkpoint, or it is damaged.
         """
-        path = Path(checkpoint) if checkpoint is not None else run_checkpoint(run_dir)
+        path = Path(checkpoint) if checkpoint is not None else Run.open(run_dir).checkpoint()
         return cls.from_checkpoint(path, device=device, batch_size=batch_size)
 
     @property
@@ -416,39 +372,14 @@ class Predictor:
         if self.channel_order == "bgr":
             padded = padded[..., ::-1]
         batch = torch.from_numpy(np.ascontiguousarray(padded.transpose(0, 3, 1, 2)))
-        x = to_input(batch, self.device, self.channels_last)
-        with autocast(self.device, self.amp_dtype):
-            dec, seg = self.model(x)
-        stride = getattr(self.model, "output_stride", 1)
-        probs = torch.sigmoid(to_input_size(seg.float(), stride))[:, 0]
-        scores = torch.sigmoid(dec.float()[:, 0]).cpu().tolist()
-        probs = probs.cpu().numpy().astype(np.float32, copy=False)
+        out = forward(self.model, batch, self.placement)
+        scores = out.scores.cpu().tolist()
+        probs = out.probs[:, 0].cpu().numpy().astype(np.float32, copy=False)
         results = []
         for prob, score, (h, w) in zip(probs, scores, sizes, strict=True):
             (top, _), (left, _) = _pads(h, w)
             results.append((np.ascontiguousarray(prob[top : top + h, left : left + w]), score))
         return results
-
-
-def run_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a run uses: ``best.pt`` when it uses the best model, else ``last.pt``.
-
-    Raises:
-        RunDirError: ``run_dir`` is missing or holds no ``config.json``.
-        CheckpointError: the run holds no checkpoint.
-    """
-    from crackkit.pipeline import chosen_checkpoint
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"no run folder at {run_dir}")
-    config_path = run_dir / RUN_FILES["config"]
-    if not config_path.is_file():
-        raise RunDirError(
-            f"{run_dir} is not a run folder (no {RUN_FILES['config']}); "
-            "give a checkpoint file instead"
-        )
-    return chosen_checkpoint(run_dir, load_config(config_path))
 
 
 @dataclass
@@ -581,8 +512,6 @@ def _default_base(run_dir: Path | None, checkpoint: Path) -> Path:
 
 def _overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3): the image dimmed, predicted crack pixels red."""
-    from crackkit.report import error_overlay
-
     out = error_overlay(rgb, np.zeros_like(mask), mask)
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 

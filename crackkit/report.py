@@ -14,27 +14,30 @@ each carry their protocol and sit beside this run's validation-threshold figures
 
 from __future__ import annotations
 
-import csv
-import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from crackkit.config import SEED_REPORT_ROWS, RunConfig, load_config
-from crackkit.runs import RUN_FILES, atomic_write_bytes, atomic_write_text, read_json
+from crackkit.config import SEED_REPORT_ROWS, RunConfig
+from crackkit.data.dataset import RECORD_FIELDS
+from crackkit.files import atomic_write_bytes, atomic_write_text
+from crackkit.run import RUN_FILES, Run
 
 __all__ = [
-    "read_history",
+    "Document",
+    "Section",
+    "markdown_table",
     "plot_history",
     "plot_gallery",
     "plot_curves",
     "plot_samples",
     "render_report",
     "render_eval",
-    "dataset_record",
     "error_overlay",
     "PUBLISHED_CRACK500",
 ]
@@ -51,29 +54,6 @@ PUBLISHED_CRACK500 = [
 FP_COLOUR = (1.0, 0.15, 0.15)
 FN_COLOUR = (0.1, 0.5, 1.0)
 TP_COLOUR = (0.2, 0.9, 0.2)
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``history.csv`` with numbers parsed (empty cells become ``None``)."""
-    rows = []
-    with open(path, newline="") as fh:
-        for raw in csv.DictReader(fh):
-            rows.append({k: _parse(v) for k, v in raw.items()})
-    return rows
-
-
-def _parse(v: str) -> Any:
-    if v in ("", None):
-        return None
-    if v in ("True", "False"):
-        return v == "True"
-    try:
-        return int(v)
-    except ValueError:
-        try:
-            return float(v)
-        except ValueError:
-            return v
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -252,7 +232,8 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
     return _save(fig, Path(path))
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; cells are formatted (floats to 6 places, None as n/a), strings kept."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -269,19 +250,6 @@ def _cell(v: Any) -> str:
 
 
 ORACLE = "oracle (tuned on this split)"
-# Fields of a data set's own dataset.json (written by its importer) shown in the Dataset section.
-RECORD_FIELDS = (
-    "name",
-    "license",
-    "citation",
-    "url",
-    "negatives_source",
-    "layout",
-    "source",
-    "notes",
-)
-
-
 _THRESHOLD_LABELS = (
     ("decision", "decision"),
     ("pixel_2px", "2px"),
@@ -307,14 +275,6 @@ def _ci_note(entry: dict[str, Any], key: str) -> str:
     return ", with its 95% bootstrap interval" if entry.get(key) else " (no interval computed)"
 
 
-def dataset_record(root: str | Path | None) -> dict[str, Any]:
-    """The notes of a data set's own ``dataset.json`` (:data:`RECORD_FIELDS`), when present."""
-    if not root:
-        return {}
-    data = _optional_json(Path(root) / "dataset.json")
-    return {k: data[k] for k in RECORD_FIELDS if data.get(k) not in (None, "", [], {})}
-
-
 def _record_text(v: Any) -> str:
     if isinstance(v, dict):
         return "; ".join(f"{k}: {_record_text(x)}" for k, x in v.items() if x not in (None, ""))
@@ -323,12 +283,13 @@ def _record_text(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def _record_table(root: str | Path | None) -> str:
-    record = dataset_record(root)
-    if not record:
+def _record_table(dataset: dict[str, Any]) -> str:
+    """The data set's own notes (name, license, citation...) from a ``dataset.json`` record."""
+    keys = [k for k in ("name", *RECORD_FIELDS) if dataset.get(k) not in (None, "", [], {})]
+    if keys == ["name"] or not keys:
         return ""
-    rows = [[k, _record_text(v)] for k, v in record.items()]
-    return "Data set record (its `dataset.json`):\n\n" + _table(["Field", "Value"], rows)
+    rows = [[k, _record_text(dataset[k])] for k in keys]
+    return "Data set record (its `dataset.json`):\n\n" + markdown_table(["Field", "Value"], rows)
 
 
 def _dataset_section(cfg: RunConfig, dataset: dict[str, Any]) -> str:
@@ -356,9 +317,9 @@ def _dataset_section(cfg: RunConfig, dataset: dict[str, Any]) -> str:
         for s in [
             "## Dataset",
             f"Data set: `{cfg.dataset}` (`{source}`)",
-            _table(["Parameter", "Value"], rows),
-            _table(["Set", "Positives", "Negatives", "Sum"], split_rows),
-            _record_table(dataset.get("root")),
+            markdown_table(["Parameter", "Value"], rows),
+            markdown_table(["Set", "Positives", "Negatives", "Sum"], split_rows),
+            _record_table(dataset),
         ]
         if s
     )
@@ -386,9 +347,9 @@ def _parameters_section(cfg: RunConfig) -> str:
     return "\n\n".join(
         [
             "## Run parameters",
-            _table(["Parameter", "Value"], rows),
+            markdown_table(["Parameter", "Value"], rows),
             "Further parameters of this run:",
-            _table(["Parameter", "Value"], extra),
+            markdown_table(["Parameter", "Value"], extra),
         ]
     )
 
@@ -454,7 +415,7 @@ def _grid(g: dict[str, Any]) -> str:
 
 def _decision_section(m: dict[str, Any]) -> str:
     d = m["decision"]
-    main = _table(
+    main = markdown_table(
         [
             "Precision",
             "Recall",
@@ -511,12 +472,12 @@ def _pixel_section(m: dict[str, Any], cfg: RunConfig, dataset_name: str) -> str:
         title,
         f"Threshold from the {_from(p)}; mean over the {n_crack} crack-containing images "
         f"(prob >= threshold){_ci_note(p, 'f1_ci95')}.",
-        _table(
+        markdown_table(
             ["Precision", "Recall", "F1", "F1 95% CI", "Threshold"],
             [[p["precision"], p["recall"], p["f1"], _ci(p, "f1_ci95"), p["threshold"]]],
         ),
         "The same threshold, each way of taking the per-image mean:",
-        _table(
+        markdown_table(
             ["Mean", "Images", "Rule", "Precision", "Recall", "F1", "Threshold"],
             [
                 [
@@ -551,7 +512,7 @@ def _pixel_section(m: dict[str, Any], cfg: RunConfig, dataset_name: str) -> str:
         "### Dice and IoU",
         f"Each at its own threshold; mean over the {dice.get('n_images')} crack-containing images "
         f"(no tolerance){_ci_note(dice, 'value_ci95')}.",
-        _table(["Metric", "Value", "95% CI", "Threshold", "Threshold from"], rows),
+        markdown_table(["Metric", "Value", "95% CI", "Threshold", "Threshold from"], rows),
     ]
     return "\n\n".join(parts)
 
@@ -599,7 +560,7 @@ def _published_table(m: dict[str, Any]) -> str:
             " this run has no validation threshold, so its figures (tuned on this split) are "
             "not listed here; see the oracle section."
         )
-    return note + "\n\n" + _table(["Method", "Pr", "Re", "F1", "Protocol"], rows)
+    return note + "\n\n" + markdown_table(["Method", "Pr", "Re", "F1", "Protocol"], rows)
 
 
 def _oracle_section(m: dict[str, Any], cfg: RunConfig) -> str:
@@ -649,7 +610,9 @@ def _oracle_section(m: dict[str, Any], cfg: RunConfig) -> str:
             "optimistic, since the threshold is tuned on the data it scores, and never compared "
             "with published figures. The seed report's 2-pixel table is of this kind (original "
             "mean, threshold tuned on its test split).",
-            _table(["Metric (oracle)", "Precision", "Recall", "F1 / value", "Threshold"], rows),
+            markdown_table(
+                ["Metric (oracle)", "Precision", "Recall", "F1 / value", "Threshold"], rows
+            ),
         ]
     )
 
@@ -680,16 +643,139 @@ def _intro(m: dict[str, Any]) -> str:
     return text
 
 
-def render_report(run_dir: Path) -> Path:
-    """Write ``plots/*.png`` from the history and ``REPORT.md``; returns the report's path."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / RUN_FILES["config"])
-    metrics = read_json(run_dir / RUN_FILES["metrics"])
-    dataset = _optional_json(run_dir / RUN_FILES["dataset"])
-    env = _optional_json(run_dir / RUN_FILES["environment"])
-    history_path = run_dir / RUN_FILES["history"]
-    history = read_history(history_path) if history_path.exists() else []
-    plots = run_dir / RUN_FILES["plots"]
+#: What a section of a report shows, by title; any other section holds results (text, tables).
+SECTION_KINDS = {
+    "Losses": "figures",
+    "Scores": "figures",
+    "Gallery": "figures",
+    "Curves": "figures",
+    "Environment": "record",
+    "Output": "record",
+}
+_FIGURE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One headed section of a report: its title, heading level, Markdown body and kind.
+
+    ``kind`` is ``"results"`` (text and tables), ``"figures"`` (plots) or ``"record"`` (the
+    environment and the run's log); ``figures`` are the paths of the images it shows.
+    """
+
+    title: str
+    level: int
+    body: str
+    kind: str = "results"
+    figures: tuple[Path, ...] = ()
+
+    @property
+    def markdown(self) -> str:
+        return "\n\n".join(s for s in ("#" * self.level + " " + self.title, self.body) if s)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A written report (``REPORT.md``, ``EVAL.md``) as sections, and the file it is in.
+
+    ``str(doc)`` is its path; :meth:`read_text` its text. Notebooks show
+    :meth:`markdown` of the kinds they want and the :attr:`figures`.
+    """
+
+    path: Path
+    title: str
+    intro: str
+    sections: tuple[Section, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def write(cls, path: Path, blocks: Sequence[str]) -> Document:
+        """Write ``blocks`` (headings and bodies, Markdown) to ``path``; returns the document."""
+        blocks = [b for b in blocks if b]
+        atomic_write_text(path, "\n\n".join(blocks) + "\n")
+        return cls.parse(path, blocks)
+
+    @classmethod
+    def parse(cls, path: Path, blocks: Sequence[str]) -> Document:
+        title, intro, sections = "", [], []
+        current: list[Any] | None = None
+        for block in blocks:
+            head, _, rest = block.partition("\n")
+            level = len(head) - len(head.lstrip("#"))
+            if level == 1 and not title:
+                title = head[1:].strip()
+                continue
+            if level >= 2:
+                if current is not None:
+                    sections.append(current)
+                current = [head[level:].strip(), level, [rest.strip()] if rest.strip() else []]
+            elif current is None:
+                intro.append(block)
+            else:
+                current[2].append(block)
+        if current is not None:
+            sections.append(current)
+        parent = Path(path).parent
+        made = []
+        for name, level, parts in sections:
+            body = "\n\n".join(parts)
+            figures = tuple(parent / f for f in _FIGURE.findall(body))
+            kind = SECTION_KINDS.get(name, "results")
+            if level > 2 and made and made[-1].kind != "results":
+                kind = made[-1].kind  # a subsection (the log under Environment) is of its kind
+            made.append(Section(name, level, body, kind, figures))
+        return cls(Path(path), title, "\n\n".join(intro), tuple(made))
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def read_text(self) -> str:
+        return self.path.read_text()
+
+    def section(self, title: str) -> Section:
+        """The section called ``title``.
+
+        Raises:
+            KeyError: no such section (the message lists them).
+        """
+        for s in self.sections:
+            if s.title == title:
+                return s
+        raise KeyError(f"no section {title!r}; sections: {', '.join(self.titles)}")
+
+    @property
+    def titles(self) -> list[str]:
+        return [s.title for s in self.sections]
+
+    @property
+    def figures(self) -> list[Path]:
+        """Every image the document shows that exists, in order."""
+        return [f for s in self.sections for f in s.figures if f.exists()]
+
+    def markdown(self, kinds: Sequence[str] = ("results",), *, intro: bool = True) -> str:
+        """The title, the introduction and the sections of the given kinds, as Markdown."""
+        parts = [f"# {self.title}"] + ([self.intro] if intro and self.intro else [])
+        parts += [s.markdown for s in self.sections if s.kind in kinds]
+        return "\n\n".join(parts)
+
+
+def render_report(run: Run) -> Document:
+    """Write ``plots/*.png`` from the history and ``REPORT.md``; returns the report.
+
+    Raises:
+        FileNotFoundError: the run has no ``metrics.json`` yet (evaluate it first).
+    """
+    cfg = run.cfg
+    if not run.file("metrics").is_file():
+        raise FileNotFoundError(f"missing file: {run.file('metrics')}; evaluate the run first")
+    metrics = run.read("metrics")
+    dataset = run.read("dataset")
+    env = run.read("environment")
+    history = run.history()
+    run_dir = run.path
+    plots = run.file("plots")
     plot_history(history, plots)
     plot_curves(metrics, plots / "curves.png")
 
@@ -715,18 +801,16 @@ def render_report(run_dir: Path) -> Path:
             "![Gallery](plots/gallery.png)",
         ]
     sections += ["## Environment", _env_table(env, metrics), "### Output", _output(run_dir)]
-    path = run_dir / RUN_FILES["report"]
-    atomic_write_text(path, "\n\n".join(s for s in sections if s) + "\n")
-    return path
+    return Document.write(run.file("report"), sections)
 
 
-def render_eval(out_dir: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:
+def render_eval(out_dir: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Document:
     """Write ``EVAL.md`` of a cross-data-set evaluation into ``out_dir``; returns its path."""
     out_dir = Path(out_dir)
     ds = metrics.get("dataset", {})
     name = str(ds.get("name", "?"))
-    counts = ds.get("counts", {})
     split = metrics.get("split", "test")
+    counts = ds.get("counts", {}).get(split, {})
     sections = [
         f"# Run `{Path(metrics.get('run', '')).name}` evaluated on `{name}` ({split})",
         f"Checkpoint `{metrics.get('checkpoint')}` (epoch {metrics.get('checkpoint_epoch')}), "
@@ -736,15 +820,13 @@ def render_eval(out_dir: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:
         "## Dataset",
         f"`{name}` (`{ds.get('root')}`), split `{split}`: {counts.get('positives')} positives, "
         f"{counts.get('negatives')} negatives, {counts.get('sum')} images.",
-        _record_table(ds.get("root")),
+        _record_table(ds),
         "## Results",
         *_metrics_sections(metrics, cfg, Path(name).name if name else ""),
     ]
     if (out_dir / "gallery.png").exists():
         sections += ["## Gallery", "![Gallery](gallery.png)"]
-    path = out_dir / "EVAL.md"
-    atomic_write_text(path, "\n\n".join(s for s in sections if s) + "\n")
-    return path
+    return Document.write(out_dir / "EVAL.md", sections)
 
 
 def _scores_table(history: list[dict[str, Any]]) -> str:
@@ -764,9 +846,9 @@ def _scores_table(history: list[dict[str, Any]]) -> str:
     ]
     if not rows:
         return ""
-    return "Validation scores (each at its best threshold on the validation split):\n\n" + _table(
-        ["Epoch", "Pr (2px)", "Re (2px)", "F1 (2px)", "Dice", "IoU", "Dec. AP (step-wise)", "Best"],
-        rows,
+    header = ["Epoch", "Pr (2px)", "Re (2px)", "F1 (2px)", "Dice", "IoU", "Dec. AP (step-wise)"]
+    return "Validation scores (each at its best threshold on the validation split):\n\n" + (
+        markdown_table([*header, "Best"], rows)
     )
 
 
@@ -791,7 +873,7 @@ def _env_table(env: dict[str, Any], metrics: dict[str, Any]) -> str:
     rows = [[k, env.get(k)] for k in keys if k in env]
     timing = metrics.get("timing", {})
     rows += [[f"time: {k}", f"{v:.1f} s"] for k, v in timing.items()]
-    return _table(["What", "Value"], rows) if rows else "Not recorded."
+    return markdown_table(["What", "Value"], rows) if rows else "Not recorded."
 
 
 def _output(run_dir: Path) -> str:
@@ -803,10 +885,3 @@ def _output(run_dir: Path) -> str:
     if len(lines) > 400:
         text = "\n".join(lines[:50] + [f"... ({len(lines) - 100} lines omitted) ..."] + lines[-50:])
     return f"[run.log](run.log)\n\n```text\n{text}\n```"
-
-
-def _optional_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}

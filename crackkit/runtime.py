@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from crackkit.config import RunConfig
+from crackkit.config import ConfigError, RunConfig
+from crackkit.fftconv import set_fft_conv
+from crackkit.model import build_model
 
 __all__ = [
+    "Placement",
+    "model_for",
     "resolve_device",
     "resolve_amp",
     "resolve_channels_last",
@@ -34,14 +40,24 @@ __all__ = [
 ]
 
 
-def resolve_device(cfg: RunConfig) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+def resolve_device(device: RunConfig | str | torch.device | None = "auto") -> torch.device:
+    """The one device resolver: a run's ``device`` parameter, a name or a ``torch.device``.
+
+    ``auto`` (or None) takes CUDA when present, else the CPU.
+
+    Raises:
+        ConfigError: ``cuda`` was asked and no CUDA device is available.
+    """
+    if isinstance(device, RunConfig):
+        device = device.device
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
             "parameter 'device' is 'cuda' but no CUDA device is available; use 'auto'"
         )
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    return device
 
 
 def cpu_has_bf16() -> bool:
@@ -139,3 +155,51 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a model runs: its device, autocast dtype (None: float32), channels-last."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+
+def model_for(
+    cfg: RunConfig,
+    device: torch.device | str | None = None,
+    *,
+    inference: bool = False,
+    state_dict: dict[str, Any] | None = None,
+    model: nn.Module | None = None,
+) -> tuple[nn.Module, Placement]:
+    """The device-ready model of a run, with every construction-time switch applied.
+
+    In this order: :func:`crackkit.model.build_model` from the config (or the ``model`` given,
+    e.g. the authors' network), the gradient-flow adjustment (``gradient_adjustment``), the
+    weights of ``state_dict``, the FFT convolution switch (``fft_conv``), the device, and
+    channels-last weights where :func:`configure_speed` turns it on (``inference`` for
+    evaluation and prediction, which also puts the model in eval mode).
+
+    Returns:
+        ``(model, placement)``: the placement says how to feed it (:class:`Placement`).
+
+    Raises:
+        ConfigError: ``cuda`` asked without a CUDA device.
+        RuntimeError: ``state_dict`` does not fit the network (``load_state_dict``'s message).
+    """
+    device = resolve_device(cfg if device is None else device)
+    amp_dtype, channels_last = configure_speed(cfg, device, inference=inference)
+    if model is None:
+        model = build_model(cfg.architecture, cfg.input_channels, cfg.input_height, cfg.input_width)
+    model.gradient_multiplier = 0.0 if cfg.gradient_adjustment else 1.0
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    set_fft_conv(model, resolve_fft_conv(cfg, device))
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if inference:
+        model.eval()
+    return model, Placement(device, amp_dtype, channels_last)

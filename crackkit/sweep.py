@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crackkit.config import ConfigError, RunConfig, coerce_value, load_config, make_config
-from crackkit.runs import RUN_FILES, RunDirError, atomic_write_json, is_finished
+from crackkit.config import ConfigError, RunConfig, coerce_value, config_diff, make_config
+from crackkit.files import atomic_write_json
+from crackkit.run import RUN_FILES, Run, RunDirError, is_finished
 
 __all__ = [
     "SWEEP_FILE",
@@ -320,11 +321,11 @@ def _action(run_dir: Path, cfg: RunConfig) -> str:
     has_config = config_path.is_file()
     if has_config:
         try:
-            recorded = load_config(config_path)
+            recorded = Run.open(run_dir).cfg
         except (ConfigError, OSError) as exc:
             raise RunDirError(f"{run_dir.name}: unreadable {RUN_FILES['config']}: {exc}") from None
-        if recorded != cfg:
-            changed = sorted(k for k, v in cfg.to_dict().items() if getattr(recorded, k) != v)
+        changed = config_diff(recorded, cfg)
+        if changed:
             raise RunDirError(f"{run_dir.name}: recorded parameters differ in {', '.join(changed)}")
     if is_finished(run_dir):
         return "skip"
@@ -561,7 +562,8 @@ def run_sweep(
     if compare:
         from crackkit.compare import compare_runs
 
-        compare_path = compare_runs([r.run_dir for r in sweep.runs], sweep.parent / COMPARE_FILE)
+        runs = [r.run_dir for r in sweep.runs]
+        compare_path = compare_runs(runs, sweep.parent / COMPARE_FILE).path
     result = SweepResult(sweep, compare_path)
     c = invocation
     echo(

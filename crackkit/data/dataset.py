@@ -8,8 +8,10 @@ depend on worker count or on whether the run was resumed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +39,8 @@ __all__ = [
     "load_splits",
     "synthetic_spec",
     "split_summary",
+    "RECORD_FIELDS",
+    "dataset_record",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -154,6 +158,48 @@ def split_summary(splits: dict[str, list[Sample]]) -> dict[str, dict[str, int]]:
         out[name] = {"positives": pos, "negatives": len(samples) - pos, "sum": len(samples)}
     out["sum"] = {k: sum(v[k] for v in out.values()) for k in ("positives", "negatives", "sum")}
     return out
+
+
+#: Notes of a data set's own ``dataset.json`` (written by its importer or generator) that the
+#: record of :func:`dataset_record` carries over, when present.
+RECORD_FIELDS = (
+    "license",
+    "citation",
+    "url",
+    "negatives_source",
+    "layout",
+    "source",
+    "notes",
+)
+
+
+def dataset_record(
+    root: str | Path, counts: dict[str, dict[str, int]], *, name: str | None = None
+) -> dict[str, Any]:
+    """The one schema of ``dataset.json``, as a run (and a cross-data-set evaluation) records it.
+
+    ``{"name", "root", "counts", ...}``: ``name`` is the data set's own (its ``dataset.json``'s,
+    else its folder's), ``counts`` the positives, negatives and sum per split as
+    :func:`split_summary` counts them, and then the :data:`RECORD_FIELDS` of the data set's own
+    ``dataset.json`` that it has (license, citation, where the negatives came from...). An
+    importer's ``dataset.json`` has the same ``name`` and ``counts`` keys, and more of its own.
+    """
+    own = _read_record(Path(root) / "dataset.json")
+    record: dict[str, Any] = {
+        "name": name or own.get("name") or Path(root).name,
+        "root": str(root),
+        "counts": counts,
+    }
+    record.update({k: own[k] for k in RECORD_FIELDS if own.get(k) not in (None, "", [], {})})
+    return record
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)

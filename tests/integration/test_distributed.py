@@ -28,7 +28,7 @@ def test_two_gloo_processes_complete_a_run(tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "crackkit.train",
+        "crackkit.launch",
         "--preset",
         "tiny",
         "--run-dir",

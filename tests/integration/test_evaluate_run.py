@@ -16,11 +16,13 @@ from PIL import Image
 from torch import nn
 
 from crackkit import pipeline
+from crackkit.checkpoint import load_checkpoint, save_checkpoint
 from crackkit.cli import main
 from crackkit.config import make_config
 from crackkit.data.folder import write_sample
+from crackkit.run import Run
+from crackkit.runtime import Placement
 from crackkit.specs import CHECKPOINT_FORMAT
-from crackkit.train import load_checkpoint, save_checkpoint
 
 PROB = 0.7725
 VAL = {"decision": 0.5, "pixel_2px": 0.3, "dice": 0.35, "iou": 0.4}
@@ -70,7 +72,7 @@ def _make_run(tmp_path, data_root, *, validated=True):
             "device": "cpu",
         }
     )
-    run = pipeline.start_run(cfg, tmp_path / "run")
+    run = Run.create(cfg, tmp_path / "run")
     pipeline.prepare(cfg, run, progress=False)  # writes the run's dataset.json, as training does
     metrics = {
         "decision": {"threshold": VAL["decision"]},
@@ -87,15 +89,16 @@ def _make_run(tmp_path, data_root, *, validated=True):
         "best": best,
         "history": [],
     }
-    save_checkpoint(run / "checkpoints" / ("best.pt" if validated else "last.pt"), state)
-    return run, cfg
+    save_checkpoint(run.path / "checkpoints" / ("best.pt" if validated else "last.pt"), state)
+    return run.path, cfg
 
 
 @pytest.fixture
 def stub_model(monkeypatch):
-    def load_model(path, device="cpu"):
+    def load_model(path, device="cpu", *, inference=False):
         state = load_checkpoint(path)
-        return StubNet(), make_config(state["config"]), state
+        placement = Placement(torch.device("cpu"), None, False)
+        return StubNet(), make_config(state["config"]), state, placement
 
     monkeypatch.setattr(pipeline, "load_model", load_model)
 
@@ -204,7 +207,9 @@ def test_cross_dataset_evaluation(tmp_path, data_root, stub_model, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val_thresholds"] == VAL and metrics["pixel_2px"]["threshold"] == 0.3
     assert metrics["n_images"] == 2 and metrics["n_gt_pixels"] == 2 * 128
-    assert metrics["dataset"]["counts"] == {"positives": 2, "negatives": 0, "sum": 2}
+    split_counts = {"positives": 2, "negatives": 0, "sum": 2}
+    assert metrics["dataset"]["counts"] == {"test": split_counts, "sum": split_counts}
+    assert metrics["dataset"]["root"] == str(other) and metrics["dataset"]["name"] == str(other)
     assert {p: _digest(p) for p in own} == own
     text = eval_md.read_text()
     assert "evaluated on" in text and "Evaluation protocol" in text and "Oracle" in text

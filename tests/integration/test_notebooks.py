@@ -9,7 +9,8 @@ import json
 import papermill
 import pytest
 
-from crackkit.config import RunConfig, field_names
+from crackkit.batch import NOTEBOOKS as BATCH_NOTEBOOKS
+from crackkit.config import DATA_FIELDS, RunConfig, field_names
 from crackkit.paths import NOTEBOOKS_DIR
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -55,12 +56,46 @@ def test_parameters_cell_holds_literals_only(path):
 
 @pytest.mark.parametrize("name", sorted(CONFIG_NOTEBOOKS))
 def test_config_notebook_parameters_match_runconfig(name):
-    """papermill sees exactly the RunConfig fields (with their defaults) plus the run options."""
+    """papermill sees exactly the RunConfig fields the notebook uses (those the batch driver
+    passes it), with RunConfig's defaults, plus its run options."""
+    uses = {nb: fields for _, nb, fields in BATCH_NOTEBOOKS}[name]
     params = papermill.inspect_notebook(str(NOTEBOOKS_DIR / name))
-    assert set(params) == set(field_names()) | set(CONFIG_NOTEBOOKS[name])
+    assert set(params) == set(uses) | set(CONFIG_NOTEBOOKS[name])
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    for field, default in defaults.items():
-        assert ast.literal_eval(params[field]["default"]) == default, field
+    for field in uses:
+        assert ast.literal_eval(params[field]["default"]) == defaults[field], field
+
+
+def test_the_train_notebook_takes_every_field_and_prepare_the_data_fields():
+    """Training uses the whole configuration; preparing the data only DATA_FIELDS."""
+    uses = {nb: fields for _, nb, fields in BATCH_NOTEBOOKS}
+    assert set(uses["02_train.ipynb"]) == set(field_names())
+    assert set(uses["01_prepare.ipynb"]) == set(DATA_FIELDS)
+
+
+class _Spy:
+    """A RunConfig that records which fields are read."""
+
+    def __init__(self, cfg):
+        self._cfg, self.read = cfg, set()
+
+    def __getattr__(self, name):
+        self.read.add(name)
+        return getattr(self._cfg, name)
+
+
+def test_preparing_the_data_reads_only_the_data_fields(tmp_path, monkeypatch):
+    """What notebook 01 calls (prepare, plot_samples) reads no run parameter but DATA_FIELDS."""
+    from crackkit.config import make_config
+    from crackkit.pipeline import prepare
+    from crackkit.report import plot_samples
+
+    monkeypatch.setenv("CRACKKIT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr("crackkit.paths.PROCESSED_DIR", tmp_path / "data" / "processed")
+    spy = _Spy(make_config(preset="tiny"))
+    prepared = prepare(spy, progress=False, decode_images=True)
+    plot_samples(prepared.splits["train"], spy, tmp_path / "samples.png")
+    assert spy.read and spy.read <= set(DATA_FIELDS), spy.read - set(DATA_FIELDS)
 
 
 @pytest.mark.parametrize("name", sorted(RUN_NOTEBOOKS))

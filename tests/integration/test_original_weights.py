@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -27,7 +28,7 @@ def test_original_weights_predict_like_the_original_fed_them(tmp_path):
     path = tmp_path / "best_state_dict.pth"
     torch.save(_original_state_dict("segdecnet"), path)
     predictor = Predictor.from_original(path, "segdecnet", height=64, width=128, device="cpu")
-    predictor.amp_dtype = None
+    predictor.placement = dataclasses.replace(predictor.placement, amp_dtype=None)
     rgb = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
     prob, score = predictor.predict_image(rgb)
     model = predictor.model

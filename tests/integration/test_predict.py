@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import warnings
 from pathlib import Path
@@ -12,6 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from crackkit.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    validation_thresholds,
+)
 from crackkit.cli import main
 from crackkit.config import make_config
 from crackkit.data.folder import DatasetError
@@ -20,12 +27,10 @@ from crackkit.predict import (
     CSV_COLUMNS,
     Predictor,
     PredictWarning,
-    checkpoint_thresholds,
     predict_folder,
 )
-from crackkit.runs import RunDirError
+from crackkit.run import RunDirError
 from crackkit.specs import CHECKPOINT_FORMAT
-from crackkit.train import CheckpointError, load_checkpoint, save_checkpoint
 
 # name -> (height, width, Pillow mode)
 IMAGES = {
@@ -73,11 +78,11 @@ def kit(module_kit_dirs):
     base = module_kit_dirs["base"]
     mp = pytest.MonkeyPatch()
     try:
-        import crackkit.pipeline
+        import crackkit.run
         from crackkit.pipeline import train_run
 
         # Recording versions imports papermill and friends (seconds); not what this module tests.
-        mp.setattr(crackkit.pipeline, "environment_info", lambda device=None: {"device": device})
+        mp.setattr(crackkit.run, "environment_info", lambda device=None: {"device": device})
         run_dir = base / "runs" / "tiny"
         small = {"synthetic_train": 4, "synthetic_val": 2, "synthetic_test": 1}
         # amp off: on small images bf16 autocast costs more CPU than it saves
@@ -208,7 +213,7 @@ def test_batched_and_unpadded_predictions_are_exact(kit):
     map upsampled x8 by nearest neighbour as the published network returns it."""
     with pytest.warns(PredictWarning):
         predictor = Predictor.from_checkpoint(kit["segdecnet"], device="cpu")
-    predictor.amp_dtype = None
+    predictor.placement = dataclasses.replace(predictor.placement, amp_dtype=None)
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (64, 136, 3), dtype=np.uint8)
     b = rng.integers(0, 256, (59, 130, 3), dtype=np.uint8)  # same padded size as a
@@ -264,9 +269,14 @@ def test_last_checkpoint_uses_its_own_epochs_thresholds():
             {"epoch": 3, "val_dec_threshold": 0.7, "val_threshold_2px": 0.6, "val_f1_2px": 0.4},
         ],
     }
-    assert checkpoint_thresholds(state) == (0.7, 0.6)
-    assert checkpoint_thresholds({**state, "epoch": 1}) == (0.1, 0.2)
-    assert checkpoint_thresholds({**state, "epoch": 2}) == (None, None)
+
+    def dec_and_2px(s):
+        thresholds = validation_thresholds(s)
+        return thresholds["decision"], thresholds["pixel_2px"]
+
+    assert dec_and_2px(state) == (0.7, 0.6)
+    assert dec_and_2px({**state, "epoch": 1}) == (0.1, 0.2)
+    assert dec_and_2px({**state, "epoch": 2}) == (None, None)
 
 
 def test_non_empty_output_folder_is_refused(kit, tmp_path):

@@ -20,14 +20,16 @@ import pytest
 import torch
 from PIL import Image
 
-import crackkit.train as train_module
+import crackkit.losses as losses_module
+from crackkit.checkpoint import RESUME_KEYS, CheckpointError, load_checkpoint, save_checkpoint
 from crackkit.cli import main
 from crackkit.config import make_config
 from crackkit.data.folder import DatasetError
-from crackkit.pipeline import evaluate_run, prepare, start_run, train_run
-from crackkit.runs import RunDirError, atomic_write_bytes, create_run_dir
+from crackkit.files import atomic_write_bytes
+from crackkit.pipeline import evaluate_run, prepare, train_run
+from crackkit.run import Run, RunDirError, create_run_dir
 from crackkit.specs import CHECKPOINT_FORMAT as F2
-from crackkit.train import CheckpointError, NonFiniteLossError, load_checkpoint, save_checkpoint
+from crackkit.train import NonFiniteLossError
 
 H, W = 32, 48
 TIMING_COLUMNS = ("time_s", "val_time_s")
@@ -115,7 +117,7 @@ original = crackkit.train.train_one_epoch
 calls = []
 
 
-def killed_in_epoch_2(model, loader, optimizer, **kwargs):
+def killed_in_epoch_2(model, loss_fn, loader, optimizer, **kwargs):
     calls.append(1)
     if len(calls) == 2:
         def batches():
@@ -124,8 +126,8 @@ def killed_in_epoch_2(model, loader, optimizer, **kwargs):
                     os.kill(os.getpid(), signal.SIGKILL)
                 yield batch
 
-        return original(model, batches(), optimizer, **kwargs)
-    return original(model, loader, optimizer, **kwargs)
+        return original(model, loss_fn, batches(), optimizer, **kwargs)
+    return original(model, loss_fn, loader, optimizer, **kwargs)
 
 
 crackkit.train.train_one_epoch = killed_in_epoch_2
@@ -174,7 +176,7 @@ def test_same_seed_gives_identical_runs(dataset, reference_run, tmp_path):
 def test_resume_before_the_first_checkpoint_starts_at_epoch_1(dataset, tmp_path):
     """A run that died before finishing epoch 1 (no last.pt yet) resumes from the start."""
     cfg = run_config(dataset, epochs=1, batch_size=4)
-    run_dir = start_run(cfg, tmp_path / "early")
+    run_dir = Run.create(cfg, tmp_path / "early").path
     train_run(cfg, run_dir, resume=True, progress=False)
     assert "no epoch was completed yet, starting at epoch 1" in (run_dir / "run.log").read_text()
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 1
@@ -185,14 +187,14 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_last_checkpoint(
 ):
     """A NaN loss in epoch 2 stops training naming epoch and batch; last.pt holds epoch 1."""
     calls = []
-    original = train_module.segmentation_loss
+    original = losses_module.segmentation_loss
 
     def nan_on_second_step(*args, **kwargs):
         calls.append(1)
         loss = original(*args, **kwargs)
         return loss * float("nan") if len(calls) == 2 else loss
 
-    monkeypatch.setattr(train_module, "segmentation_loss", nan_on_second_step)
+    monkeypatch.setattr(losses_module, "segmentation_loss", nan_on_second_step)
     run_dir = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError) as err:
         train_run(run_config(dataset, batch_size=4), run_dir, progress=False)
@@ -216,7 +218,7 @@ def _foreign_checkpoint(cfg, path: Path, case: str) -> None:
         save_checkpoint(path, {"format": F2, "model": {}, "config": other.to_dict(), "epoch": 1})
     elif case == "other parameters":
         state = {"format": F2, "model": {}, "config": cfg.replace(lr=0.01).to_dict()}
-        save_checkpoint(path, state | {k: None for k in train_module._RESUME_KEYS})
+        save_checkpoint(path, state | {k: None for k in RESUME_KEYS})
     elif case == "best.pt as last.pt":
         state = {"format": F2, "model": {}, "config": cfg.to_dict(), "epoch": 1, "best": {}}
         save_checkpoint(path, state)
@@ -234,7 +236,7 @@ def _foreign_checkpoint(cfg, path: Path, case: str) -> None:
 def test_resume_refuses_a_damaged_or_foreign_checkpoint(dataset, tmp_path, case, message):
     """Resume names last.pt and the problem, and leaves the run folder's files as they were."""
     cfg = run_config(dataset)
-    run_dir = start_run(cfg, tmp_path / "run")
+    run_dir = Run.create(cfg, tmp_path / "run").path
     last = run_dir / "checkpoints" / "last.pt"
     _foreign_checkpoint(cfg, last, case)
     (run_dir / "history.csv").write_text("epoch,loss\n1,0.5\n")
@@ -249,7 +251,7 @@ def test_resume_refuses_a_damaged_or_foreign_checkpoint(dataset, tmp_path, case,
 def test_cli_resume_with_a_damaged_checkpoint_fails_naming_it(dataset, tmp_path, capsys):
     """crackkit run --resume exits 1 naming the damaged last.pt, which it leaves as it was."""
     cfg = run_config(dataset)
-    run_dir = start_run(cfg, tmp_path / "run")
+    run_dir = Run.create(cfg, tmp_path / "run").path
     last = run_dir / "checkpoints" / "last.pt"
     _foreign_checkpoint(cfg, last, "truncated")
     before = last.read_bytes()
@@ -361,8 +363,9 @@ def test_bad_data_is_refused_before_training_naming_the_file(tmp_path, case):
     root = make_dataset(tmp_path / "cracks")
     culprit = break_it(root)
     run_dir = tmp_path / "run"
+    cfg = run_config(root)
     with pytest.raises(DatasetError) as err:
-        prepare(run_config(root), create_run_dir(run_dir))
+        prepare(cfg, Run.create(cfg, run_dir))
     assert message in str(err.value) and str(culprit) in str(err.value)
     assert not (run_dir / "dataset.json").exists()
 
@@ -384,7 +387,10 @@ def test_cli_reports_bad_data_and_keeps_the_attempt(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "notebook 01_prepare.ipynb failed: DatasetError" in err
     assert f"{culprit}: not a readable image; accepted formats: .png" in err
-    assert not (run_dir / "config.json").exists()
+    # The attempt records its parameters; nothing was trained (no environment.json, no checkpoint)
+    assert json.loads((run_dir / "config.json").read_text())["dataset"] == str(root)
+    assert not (run_dir / "environment.json").exists()
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
     failed = (run_dir / "notebooks" / "01_prepare.ipynb").read_bytes()
 
     assert main([*argv, "--quiet"]) == 1
@@ -401,7 +407,7 @@ def test_cli_says_how_to_resume_when_the_kernel_dies(tmp_path, capsys, monkeypat
 
     def kernel_killed_in_training(src, dst, parameters, **kwargs):
         if src.endswith("02_train.ipynb"):
-            (run_dir / "config.json").write_text("{}")
+            (run_dir / "environment.json").write_text("{}")  # train_run writes it first
             raise DeadKernelError("Kernel died")
 
     monkeypatch.setattr(papermill, "execute_notebook", kernel_killed_in_training)
@@ -469,7 +475,7 @@ def test_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
     def crash(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("crackkit.runs.os.replace", crash)
+    monkeypatch.setattr("crackkit.files.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"model": {}, "config": {}, "epoch": 2})
     monkeypatch.undo()

@@ -159,7 +159,7 @@ def test_per_run_table_and_curves(runs):
     assert len(per_run.splitlines()) == 2 + 5
     assert _row(per_run, "lr=0.001-seed2")[1:5] == ["0.001", "2", "2", "validation"]
     for name in ("compare_loss.png", "compare_val_f1_2px.png", "compare_val_ap.png"):
-        assert (out.parent / name).stat().st_size > 1000
+        assert (out.path.parent / name).stat().st_size > 1000
         assert f"]({name})" in text
 
 

@@ -8,19 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-import crackkit.train as train_module
+from crackkit.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from crackkit.cli import main
 from crackkit.config import ConfigError, make_config
-from crackkit.runs import run_logger
+from crackkit.losses import SegDecLoss
+from crackkit.run import run_logger
+from crackkit.runtime import Placement
 from crackkit.specs import CHECKPOINT_FORMAT
-from crackkit.train import (
-    CheckpointError,
-    NonFiniteLossError,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-    train_one_epoch,
-)
+from crackkit.train import NonFiniteLossError, train_one_epoch
 
 BAD_PARAMETERS = [
     (["-p", "lrr", "0.1"], "unknown parameter 'lrr'; valid parameters: dataset, input_channels"),
@@ -204,26 +199,23 @@ def _batches(n: int) -> list[dict[str, torch.Tensor]]:
 @pytest.mark.parametrize("batch", [1, 3])
 def test_non_finite_loss_names_the_epoch_and_batch(monkeypatch, bad, batch):
     """A NaN or infinite loss raises NonFiniteLossError naming the epoch and the batch."""
-    original = train_module.segmentation_loss
+    loss_fn = SegDecLoss(epochs=9, delta=0.5, dynamic=False)
     calls = []
 
     def spoiled(*args, **kwargs):
         calls.append(1)
-        loss = original(*args, **kwargs)
-        return loss + bad if len(calls) == batch else loss
+        out = loss_fn(*args, **kwargs)
+        return out | {"loss": out["loss"] + bad} if len(calls) == batch else out
 
-    monkeypatch.setattr(train_module, "segmentation_loss", spoiled)
     model = _TinyNet()
     with pytest.raises(NonFiniteLossError) as err:
         train_one_epoch(
             model,
+            spoiled,
             _batches(3),
             torch.optim.SGD(model.parameters(), lr=0.1),
-            seg_weight=1.0,
-            dec_weight=0.5,
-            device=torch.device("cpu"),
-            amp_dtype=None,
-            channels_last=False,
+            epoch=3,
+            placement=Placement(torch.device("cpu"), None, False),
             progress=False,
             desc="epoch 4/9",
         )

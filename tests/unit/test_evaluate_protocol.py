@@ -15,10 +15,11 @@ import pytest
 import torch
 from torch import nn
 
+from crackkit.checkpoint import validation_thresholds
 from crackkit.config import make_config
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import scan_split, write_sample
-from crackkit.evaluate import compute_metrics, evaluate, predict, validation_thresholds
+from crackkit.evaluate import compute_metrics, count_split, evaluate
 
 PROB = 0.7725  # between the grid thresholds 0.770 and 0.775
 CFG = make_config({"input_height": 64, "input_width": 128, "eval_batch_size": 2})
@@ -87,7 +88,7 @@ def test_metrics_are_counted_at_native_size(native_split):
     """
     ds = CrackDataset(native_split, CFG, train=False)
     model = StubNet(np.full((64, 128), PROB))
-    pred = predict(model, ds, torch.device("cpu"), batch_size=2)
+    pred = count_split(model, ds, torch.device("cpu"), batch_size=2)
     assert pred.sizes == [(128, 256), (96, 200), (64, 128)]
     assert pred.n_resized == 2 and pred.input_size == (64, 128) and pred.output_stride == 1
     metrics = compute_metrics(pred, bootstrap=200)
@@ -143,9 +144,9 @@ def test_headline_uses_the_validation_thresholds(native_split):
 
 
 def test_validation_threshold_not_counted_is_refused(native_split):
-    """compute_metrics cannot take a pixel threshold predict() did not count."""
+    """compute_metrics cannot take a pixel threshold count_split() did not count."""
     ds = CrackDataset(native_split, CFG, train=False)
-    pred = predict(StubNet(np.full((64, 128), PROB)), ds, torch.device("cpu"))
+    pred = count_split(StubNet(np.full((64, 128), PROB)), ds, torch.device("cpu"))
     with pytest.raises(ValueError, match="was not counted"):
         compute_metrics(pred, val_thresholds={"pixel_2px": 0.3333})
 
@@ -162,7 +163,7 @@ def test_segdecnet_output_is_upsampled_by_nearest_blocks(tmp_path):
     cells = np.full((8, 16), 0.02)
     cells[2, 3] = 0.9
     ds = CrackDataset(samples, CFG, train=False)
-    pred = predict(StubNet(cells, stride=8), ds, torch.device("cpu"))
+    pred = count_split(StubNet(cells, stride=8), ds, torch.device("cpu"))
     assert pred.output_stride == 8
     cols = [pred.counts.column(t) for t in pred.sweep if t < 0.9]  # 0.9 in float32 is below 0.9
     assert set(pred.counts.pred_pos[0, cols].tolist()) == {64}

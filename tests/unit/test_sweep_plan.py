@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from crackkit.cli import _params, build_parser, main
+from crackkit.cli import build_parser, main
 from crackkit.config import ConfigError, make_config, save_config
-from crackkit.runs import RunDirError
+from crackkit.run import RunDirError, config_from_arguments
 from crackkit.sweep import (
     expand_grid,
     parse_grid,
@@ -173,7 +173,7 @@ def test_run_command_round_trips_through_the_cli(tmp_path):
         assert cmd[1:4] == ["-m", "crackkit.cli", "run"]
         args = parser.parse_args(cmd[3:])
         assert args.run_dir == str(run.run_dir) and not args.overwrite
-        assert make_config(_params(args.param)) == run.config
+        assert config_from_arguments(args) == run.config
     run.action = "resume"
     assert run_command(run)[-2:] == ["--resume", str(run.run_dir)]
     run.action = "restart"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crackkit.checkpoint import Checkpoints
 from crackkit.config import make_config
 from crackkit.data.dataset import CrackDataset, load_splits
 from crackkit.data.folder import write_sample
@@ -98,13 +99,24 @@ def test_selection_score_follows_best_model_type(kind, expected):
     )
 
 
+def _train(cfg, splits, folder):
+    return train(
+        cfg,
+        splits,
+        Checkpoints(folder / "checkpoints"),
+        history_path=folder / "history.csv",
+        progress=False,
+        log=lambda _: None,
+    )
+
+
 def test_validation_every_and_validate_on_test(folder, tmp_path):
     """Validation runs as the original's: after epoch 1, every N-th epoch after it and the last
     (0-based epoch % N == 0); validate_on_test validates on test."""
     splits = load_splits(folder)
     splits["test"] = splits["test"][:3]
     cfg = _cfg(folder, epochs=4, validation_every=2, validate_on_test=True)
-    result = train(cfg, tmp_path / "run", splits, progress=False, log=lambda _: None)
+    result = _train(cfg, splits, tmp_path / "run")
     validated = [r["epoch"] for r in result.history if r.get("val_f1_2px") is not None]
     assert validated == [1, 3, 4]
     assert all(r["val_loss"] is not None for r in result.history if r["epoch"] in validated)
@@ -113,7 +125,7 @@ def test_validation_every_and_validate_on_test(folder, tmp_path):
 def test_no_validation_uses_last_model(folder, tmp_path):
     """validate=False trains without validation and keeps the last model, with no best.pt."""
     cfg = _cfg(folder, validate=False, epochs=1)
-    result = train(cfg, tmp_path / "run", load_splits(folder), progress=False, log=lambda _: None)
+    result = _train(cfg, load_splits(folder), tmp_path / "run")
     assert result.checkpoint.name == "last.pt"
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
 

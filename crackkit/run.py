@@ -1,0 +1,435 @@
+"""Run folders: one per run, holding everything the run wrote.
+
+Layout of a run folder::
+
+    config.json          resolved RunConfig
+    environment.json     versions, commit, device, command line
+    dataset.json         data-set summary (positives/negatives per split)
+    history.csv          one row per epoch
+    metrics.json         final evaluation
+    run.log              the run's log (the seed's "Output")
+    checkpoints/         last.pt, best.pt (config inside)
+    plots/               loss.png, loss_dec.png, loss_seg.png, loss_val.png, scores.png, ...
+    notebooks/           executed notebooks (.ipynb) and their HTML rendering
+    REPORT.md            the rendered report
+
+Every file is written atomically (temporary file in the same folder, then rename), so a crash
+never leaves half a file; :func:`create_run_dir` refuses a folder that already holds a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crackkit import paths
+from crackkit.checkpoint import Checkpoints, load_checkpoint, validation_thresholds
+from crackkit.config import (
+    PRESETS,
+    ConfigError,
+    RunConfig,
+    config_diff,
+    load_config,
+    make_config,
+    save_config,
+)
+from crackkit.files import atomic_write_json, read_csv, read_json
+from crackkit.runtime import resolve_device
+
+__all__ = [
+    "RUN_FILES",
+    "add_run_arguments",
+    "config_from_arguments",
+    "run_parameters",
+    "Run",
+    "RunDirError",
+    "environment_info",
+    "is_finished",
+    "latest_run",
+    "new_run_name",
+    "run_label",
+    "run_logger",
+]
+
+RUN_FILES = {
+    "config": "config.json",
+    "environment": "environment.json",
+    "dataset": "dataset.json",
+    "history": "history.csv",
+    "metrics": "metrics.json",
+    "log": "run.log",
+    "report": "REPORT.md",
+    "checkpoints": "checkpoints",
+    "plots": "plots",
+    "gallery": "plots/gallery.png",
+    "notebooks": "notebooks",
+    "predictions": "predictions",
+}
+
+
+class RunDirError(RuntimeError):
+    """A run folder cannot be used as asked (it holds a finished run, or is missing)."""
+
+
+def new_run_name(label: str = "run") -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{label}"
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished once its metrics or report exist."""
+    run_dir = Path(run_dir)
+    return (run_dir / RUN_FILES["metrics"]).exists() or (run_dir / RUN_FILES["report"]).exists()
+
+
+def create_run_dir(
+    run_dir: Path | str | None = None,
+    *,
+    label: str = "run",
+    overwrite: bool = False,
+    resume: bool = False,
+) -> Path:
+    """Create (or reuse, when resuming) a run folder and return its absolute path.
+
+    Args:
+        run_dir: the folder; ``None`` makes ``runs/<timestamp>-<label>``.
+        overwrite: allow a folder that holds a finished run; the old run's files are moved to
+            ``<run_dir>/superseded-<timestamp>/`` rather than deleted.
+        resume: the folder must exist, hold a configuration and no report yet.
+
+    Raises:
+        RunDirError: the folder holds a finished run (and ``overwrite`` is False), holds training
+            results but ``resume`` is False, or is missing or finished when resuming.
+    """
+    if run_dir is None or str(run_dir) == "":
+        base = paths.RUNS_DIR / new_run_name(label)
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    else:
+        path = Path(run_dir)
+    path = path.resolve()
+    if resume:
+        if not (path / RUN_FILES["config"]).is_file():
+            raise RunDirError(f"cannot resume {path}: it holds no {RUN_FILES['config']}")
+        if (path / RUN_FILES["report"]).exists():
+            raise RunDirError(
+                f"cannot resume {path}: the run is finished ({RUN_FILES['report']} exists) and "
+                "nothing is left to do; start a new run, or rerun this folder with overwrite=True "
+                "(--overwrite; the old files are kept in a 'superseded-*' subfolder)"
+            )
+        return path
+    if path.exists() and is_finished(path):
+        if not overwrite:
+            raise RunDirError(
+                f"{path} already holds a finished run; choose another --run-dir, resume it, or "
+                "pass overwrite=True (the old files are kept in a 'superseded-*' subfolder)"
+            )
+        _supersede(path)
+    elif (path / RUN_FILES["checkpoints"] / "last.pt").exists() and not overwrite:
+        raise RunDirError(
+            f"{path} holds an unfinished run; resume it (resume=True / --resume) or pass "
+            "overwrite=True"
+        )
+    elif overwrite and path.exists():
+        _supersede(path)
+    for sub in ("checkpoints", "plots", "notebooks"):
+        (path / RUN_FILES[sub]).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _supersede(path: Path) -> None:
+    keep = path / f"superseded-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
+    keep.mkdir()
+    for child in list(path.iterdir()):
+        if child.name.startswith("superseded-") or child == keep:
+            continue
+        child.rename(keep / child.name)
+
+
+def latest_run(runs_dir: Path | None = None) -> Path:
+    """The most recently started run folder under ``runs_dir`` (default: the runs folder)."""
+    runs_dir = paths.RUNS_DIR if runs_dir is None else runs_dir
+    candidates = [p for p in Path(runs_dir).glob("*") if (p / RUN_FILES["config"]).is_file()]
+    if not candidates:
+        raise RunDirError(f"no runs under {runs_dir}")
+    return max(candidates, key=lambda p: (p / RUN_FILES["config"]).stat().st_mtime)
+
+
+def _git_commit() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=paths.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def environment_info(device: str | None = None) -> dict[str, Any]:
+    """Versions, commit, host and device of the current process."""
+    import numpy
+    import torch
+
+    info: dict[str, Any] = {
+        "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": numpy.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "device": device,
+        "argv": sys.argv,
+    }
+    from importlib.metadata import PackageNotFoundError, version
+
+    for key, dist in (
+        ("torchvision", "torchvision"),
+        ("skimage", "scikit-image"),
+        ("sklearn", "scikit-learn"),
+        ("matplotlib", "matplotlib"),
+        ("papermill", "papermill"),
+    ):
+        try:
+            info[key] = version(dist)
+        except PackageNotFoundError:
+            info[key] = None
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    info.update(_git_commit())
+    return info
+
+
+def run_logger(run_dir: Path, name: str = "crackkit") -> logging.Logger:
+    """A logger that appends to ``run_dir/run.log`` and prints to stdout.
+
+    Each run folder gets its own logger, so that two folders of the same name never share a log.
+    """
+    resolved = Path(run_dir).resolve()
+    logger = logging.getLogger(f"{name}.{resolved.name}.{abs(hash(str(resolved))):x}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    log_path = str(resolved / RUN_FILES["log"])
+    if not any(getattr(h, "baseFilename", None) == log_path for h in logger.handlers):
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        fh = logging.FileHandler(log_path)
+        fh.setFormatter(fmt)
+        sh = logging.StreamHandler(sys.stdout)
+        sh.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(fh)
+        logger.addHandler(sh)
+    return logger
+
+
+def run_label(cfg: RunConfig) -> str:
+    """The label of a new run folder's name: the data set's name (a folder's last part)."""
+    return cfg.dataset if cfg.dataset in ("synthetic", "crack500") else Path(cfg.dataset).name
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder and the configuration it was started with.
+
+    Every entry point resolves its run once, with :meth:`create` (a new run, or one to resume)
+    or :meth:`open` (a run that exists), and passes it down; the folder's files are reached
+    through it (:meth:`file`, :attr:`checkpoints`, :meth:`history`, :attr:`log`).
+    """
+
+    path: Path
+    cfg: RunConfig
+
+    @classmethod
+    def create(
+        cls,
+        cfg: RunConfig,
+        run_dir: Path | str | None = None,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> Run:
+        """Create the run folder (``runs/<time>-<label>`` by default) and record ``cfg``.
+
+        A folder that already records a configuration must record ``cfg`` itself; so the batch
+        driver and the notebooks it runs may each resolve the same run.
+
+        Raises:
+            RunDirError: see :func:`create_run_dir`; or the folder was started with other run
+                parameters (the message names them).
+        """
+        path = create_run_dir(run_dir, label=run_label(cfg), overwrite=overwrite, resume=resume)
+        config_path = path / RUN_FILES["config"]
+        if config_path.exists():
+            changed = config_diff(load_config(config_path), cfg)
+            if changed:
+                raise RunDirError(
+                    f"{path} was started with other run parameters ({', '.join(changed)}); "
+                    "use a new run folder"
+                )
+        else:
+            save_config(cfg, config_path)
+        return cls(path, cfg)
+
+    @classmethod
+    def open(cls, run_dir: Path | str | None = None) -> Run:
+        """An existing run folder; ``None`` or ``""``: the latest run under the runs folder.
+
+        Raises:
+            RunDirError: no such folder, or it holds no ``config.json``.
+        """
+        path = latest_run() if run_dir is None or str(run_dir) == "" else Path(run_dir)
+        if not path.is_dir():
+            raise RunDirError(f"no run folder at {path}")
+        config_path = path / RUN_FILES["config"]
+        if not config_path.is_file():
+            raise RunDirError(f"{path} is not a run folder (no {RUN_FILES['config']})")
+        return cls(path.resolve(), load_config(config_path))
+
+    def matching(self, cfg: RunConfig, fields: Sequence[str]) -> Run:
+        """This run, once checked to record the same ``fields`` as ``cfg``.
+
+        Raises:
+            ConfigError: the run records other values of some of them (the message names them).
+        """
+        changed = [k for k in config_diff(self.cfg, cfg) if k in fields]
+        if changed:
+            raise ConfigError(
+                f"{self.path} records other values of {', '.join(changed)} than the parameters "
+                "given; leave them out to use the run's, or use a new run folder"
+            )
+        return self
+
+    def file(self, key: str) -> Path:
+        """The path of one of :data:`RUN_FILES` (``"metrics"``, ``"plots"``...)."""
+        return self.path / RUN_FILES[key]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.file("checkpoints"))
+
+    def checkpoint(self, path: Path | str | None = None) -> Path:
+        """``path`` when given, else the run's chosen checkpoint (best or last, as configured).
+
+        Raises:
+            CheckpointError: the run holds no checkpoint.
+        """
+        return Path(path) if path else self.checkpoints.chosen(self.cfg.use_best_model)
+
+    def thresholds(self, checkpoint: Path | str | None = None) -> dict[str, float | None]:
+        """The validated thresholds of a checkpoint's epoch (default: the chosen one)."""
+        return validation_thresholds(load_checkpoint(self.checkpoint(checkpoint)))
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run folder when it lies inside it."""
+        path = Path(path)
+        return str(path.relative_to(self.path) if path.is_relative_to(self.path) else path)
+
+    def history(self) -> list[dict[str, Any]]:
+        """The rows of ``history.csv`` (none before the first epoch ends)."""
+        path = self.file("history")
+        return read_csv(path) if path.exists() else []
+
+    def train_seconds(self) -> float:
+        """Seconds spent training and validating, summed over the history."""
+        return float(
+            sum((r.get("time_s") or 0) + (r.get("val_time_s") or 0) for r in self.history())
+        )
+
+    def read(self, key: str) -> dict[str, Any]:
+        """A JSON file of the run (``"metrics"``, ``"dataset"``...); ``{}`` when absent."""
+        path = self.file(key)
+        return read_json(path) if path.is_file() else {}
+
+    def write(self, key: str, data: Any) -> Path:
+        """Write a JSON file of the run atomically."""
+        return atomic_write_json(self.file(key), data)
+
+    def record_environment(self, *, resumed: bool = False) -> Path:
+        """Write ``environment.json`` for the process that trains (once; again on resume)."""
+        path = self.file("environment")
+        if path.exists() and not resumed:
+            return path
+        env = environment_info(str(resolve_device(self.cfg)))
+        if resumed and path.exists():
+            env["resumed_from"] = read_json(path)
+        return atomic_write_json(path, env)
+
+    @property
+    def log(self) -> logging.Logger:
+        """The run's logger: appends to ``run.log`` and prints to stdout."""
+        return run_logger(self.path)
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser, *, run_dir_required: bool = False
+) -> argparse.ArgumentParser:
+    """The run options ``crackkit run`` and the torchrun launcher share: ``--preset``,
+    ``--dataset``, ``--run-dir`` and ``-p NAME VALUE``."""
+    parser.add_argument("--preset", help=f"named parameter set: {', '.join(PRESETS)}")
+    parser.add_argument("--dataset", help="'synthetic', a prepared data set name, or a folder path")
+    parser.add_argument(
+        "--run-dir",
+        required=run_dir_required,
+        help="run folder" + ("" if run_dir_required else " (default: runs/<time>-<dataset>)"),
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="set a run parameter (repeatable), e.g. -p lr 0.001",
+    )
+    return parser
+
+
+def run_parameters(args: argparse.Namespace) -> dict[str, str]:
+    """The ``-p NAME VALUE`` pairs and ``--dataset`` of parsed run options, by name."""
+    params = {name: value for name, value in args.param or []}
+    if args.dataset:
+        params["dataset"] = args.dataset
+    return params
+
+
+def config_from_arguments(
+    args: argparse.Namespace, *, recorded: Path | str | None = None
+) -> RunConfig:
+    """The validated configuration of parsed run options (:func:`add_run_arguments`).
+
+    With no preset and no parameters, the configuration ``recorded`` in that run folder when it
+    has one; :meth:`Run.create` then refuses parameters that differ from a recorded run's.
+
+    Raises:
+        ConfigError: an unknown preset or parameter, or a bad value (the message names it).
+    """
+    params = run_parameters(args)
+    config_path = Path(recorded) / RUN_FILES["config"] if recorded else None
+    if config_path is not None and config_path.is_file() and not (params or args.preset):
+        return load_config(config_path)
+    return make_config(params, preset=args.preset)
