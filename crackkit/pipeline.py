@@ -1,7 +1,7 @@
 """The pipeline's steps, one function per notebook: prepare, train, evaluate, report.
 
-Notebooks call these; so does the batch driver through the notebooks. Every step reads from and
-writes into the run folder (see :mod:`crackkit.runs`).
+Notebooks call these; so does the torchrun launcher. Each step takes a :class:`~crackkit.run.Run`
+(or a run folder, which it opens once) and reads from and writes into that run's folder.
 """
 
 from __future__ import annotations

@@ -92,7 +92,13 @@ from tqdm.auto import tqdm
 
 from crackkit.checkpoint import CheckpointError, load_model, validation_thresholds
 from crackkit.config import ConfigError, RunConfig, make_config
-from crackkit.data.folder import IMAGE_EXTENSIONS, DatasetError, image_size, read_image
+from crackkit.data.folder import (
+    IMAGE_EXTENSIONS,
+    DatasetError,
+    image_size,
+    read_image,
+    visible_entries,
+)
 from crackkit.files import atomic_write_json, write_csv
 from crackkit.inference import forward
 from crackkit.model import OriginalWeightsError, load_original
@@ -123,7 +129,6 @@ CSV_COLUMNS = (
     "threshold_seg",
     "threshold_dec",
 )
-_IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 
 
 class PredictWarning(UserWarning):
@@ -460,9 +465,7 @@ def list_images(images_dir: str | Path) -> tuple[list[Path], list[Path]]:
     images: list[Path] = []
     skipped: list[Path] = []
     by_stem: dict[str, Path] = {}
-    for path in sorted(images_dir.iterdir()):
-        if path.name.startswith(".") or path.name.lower() in _IGNORED_NAMES:
-            continue
+    for path in visible_entries(images_dir):
         if path.is_dir() or path.suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.append(path)
             continue

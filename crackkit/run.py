@@ -1,10 +1,14 @@
-"""Run folders: one per run, holding everything the run wrote.
+"""Run folders and the :class:`Run` that owns one: everything a run wrote, in one place.
 
-Layout of a run folder::
+Every entry point (the CLI, the notebooks, sweeps, compare, predict, the torchrun launcher)
+resolves its run once, with :meth:`Run.create` or :meth:`Run.open`, and passes it down; the
+engine below gets paths and objects from it and knows nothing of folders.
 
-    config.json          resolved RunConfig
-    environment.json     versions, commit, device, command line
-    dataset.json         data-set summary (positives/negatives per split)
+Layout of a run folder (:data:`RUN_FILES`)::
+
+    config.json          resolved RunConfig, written when the run is created
+    environment.json     versions, commit, device, command line (written when training starts)
+    dataset.json         the data set's record (crackkit.data.dataset.dataset_record)
     history.csv          one row per epoch
     metrics.json         final evaluation
     run.log              the run's log (the seed's "Output")
@@ -13,8 +17,8 @@ Layout of a run folder::
     notebooks/           executed notebooks (.ipynb) and their HTML rendering
     REPORT.md            the rendered report
 
-Every file is written atomically (temporary file in the same folder, then rename), so a crash
-never leaves half a file; :func:`create_run_dir` refuses a folder that already holds a finished run.
+Every file is written atomically (:mod:`crackkit.files`), so a crash never leaves half a file;
+:func:`create_run_dir` refuses a folder that already holds a finished run.
 """
 
 from __future__ import annotations

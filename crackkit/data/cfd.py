@@ -52,9 +52,9 @@ from crackkit.data.folder import (
     SPLITS,
     DatasetError,
     read_image,
+    visible_entries,
 )
 from crackkit.data.staging import (
-    JUNK_NAMES,
     check_destination,
     finish_import,
     read_record,
@@ -296,9 +296,7 @@ def _files_by_stem(folder: Path, suffixes: Iterable[str], warnings: list[str]) -
     wanted = {s.lower() for s in suffixes}
     found: dict[str, Path] = {}
     ignored: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.name.lower() in JUNK_NAMES:
-            continue
+    for path in visible_entries(folder):
         if not path.is_file() or path.suffix.lower() not in wanted:
             ignored.append(path.name + ("/" if path.is_dir() else ""))
             continue

@@ -64,16 +64,17 @@ from crackkit.data.download import (
     store_raw,
 )
 from crackkit.data.folder import (
+    IGNORED_NAMES,
     IMAGE_EXTENSIONS,
     SPLITS,
     DatasetError,
     image_size,
     read_image,
     read_mask,
+    visible_entries,
     write_sample,
 )
 from crackkit.data.staging import (
-    JUNK_NAMES,
     check_destination,
     finish_import,
     read_record,
@@ -209,7 +210,7 @@ class _Layout:
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:
-    return any(p.lower() in JUNK_NAMES for p in parts) or parts[-1].startswith("._")
+    return any(p.lower() in IGNORED_NAMES for p in parts) or parts[-1].startswith("._")
 
 
 def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
@@ -379,7 +380,7 @@ def detect_layout(root: str | os.PathLike) -> _Layout:
 
 
 def _describe(root: Path) -> str:
-    entries = [p for p in sorted(root.iterdir()) if p.name.lower() not in JUNK_NAMES]
+    entries = visible_entries(root)
     names = [p.name + ("/" if p.is_dir() else "") for p in entries[:20]]
     if len(entries) > 20:
         names.append(f"... ({len(entries) - 20} more)")
@@ -391,9 +392,7 @@ def _describe(root: Path) -> str:
 
 def _image_files(folder: Path, warnings: list[str]) -> list[Path]:
     files, ignored = [], []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.name.lower() in JUNK_NAMES:
-            continue
+    for path in visible_entries(folder):
         if path.is_file() and path.suffix.lower() in _IMAGE_EXTS:
             files.append(path)
         else:
@@ -556,9 +555,8 @@ def _unlisted_images(folder: Path, pairs: list[_Pair], layout_name: str) -> list
     listed = {p.image.resolve() for p in pairs}
     return [
         path
-        for path in sorted(folder.iterdir())
+        for path in visible_entries(folder)
         if path.is_file()
-        and not path.name.startswith(".")
         and (
             path.suffix.lower() in _IMAGE_EXTS
             if layout_name == "mirror"

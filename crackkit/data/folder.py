@@ -71,7 +71,9 @@ gradient, an image saved by mistake) has far more ambiguous pixels and is refuse
 """
 
 _PROGRESS_MIN_FILES = 200
-_IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+#: Entries that archives, file managers and operating systems leave in folders and that no reader
+#: of the kit takes (compared in lower case); hidden entries (a leading dot) are skipped as well.
+IGNORED_NAMES = frozenset({"__macosx", ".ds_store", "thumbs.db", "desktop.ini"})
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
@@ -99,6 +101,17 @@ class Sample:
         return self.image.stem
 
 
+def is_ignored(path: Path) -> bool:
+    """Whether the kit's folder readers skip ``path``: hidden, or in :data:`IGNORED_NAMES`."""
+    return path.name.startswith(".") or path.name.lower() in IGNORED_NAMES
+
+
+def visible_entries(folder: str | Path) -> list[Path]:
+    """The entries of ``folder`` that are not :func:`is_ignored`, sorted: the one folder policy
+    of data sets, importers and prediction."""
+    return [p for p in sorted(Path(folder).iterdir()) if not is_ignored(p)]
+
+
 def list_image_files(folder: str | Path) -> dict[str, Path]:
     """Map stem -> path for the image files of ``folder``; clutter is skipped, the rest refused.
 
@@ -115,10 +128,7 @@ def _accepted() -> str:
 def _list_files(folder: Path) -> dict[str, Path]:
     """Map stem -> file for the image files in ``folder``, refusing clutter and duplicate stems."""
     by_stem: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        if name.startswith(".") or name.lower() in _IGNORED_NAMES:
-            continue
+    for path in visible_entries(folder):
         if path.is_dir():
             raise DatasetError(f"{path}: unexpected folder inside {folder}; expected only files")
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -275,7 +285,7 @@ def _split_dir(root: Path, split: str) -> Path:
     split_dir = root / split
     if not split_dir.is_dir():
         present = sorted(
-            p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            p.name for p in visible_entries(root) if p.is_dir()
         )
         raise DatasetError(
             f"{split_dir}: split folder {split!r} not found; folders present in {root}: "

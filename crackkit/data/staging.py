@@ -13,10 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
-from crackkit.data.folder import DatasetError, split_counts
+from crackkit.data.folder import DatasetError, split_counts, visible_entries
 
 __all__ = [
-    "JUNK_NAMES",
     "check_destination",
     "finish_import",
     "move_into_place",
@@ -26,8 +25,6 @@ __all__ = [
     "subdirs",
 ]
 
-#: Entries archives and file managers leave that no importer reads.
-JUNK_NAMES = frozenset({"__macosx", ".ds_store", "thumbs.db", "desktop.ini"})
 
 
 def say(verbose: bool, message: str) -> None:
@@ -84,11 +81,7 @@ def shown(text: str, shown_as: tuple[str, str] | None) -> str:
 
 def subdirs(folder: Path) -> dict[str, Path]:
     """Visible sub-folders of ``folder`` by lower-case name, junk left out."""
-    return {
-        p.name.lower(): p
-        for p in sorted(folder.iterdir())
-        if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in JUNK_NAMES
-    }
+    return {p.name.lower(): p for p in visible_entries(folder) if p.is_dir()}
 
 
 def finish_import(

@@ -489,3 +489,28 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     os.umask(umask)
     path = atomic_write_bytes(tmp_path / "metrics.json", b"{}")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_prepared_run_is_not_decoded_again(tmp_path, monkeypatch):
+    """Notebook 01 decodes every image and records dataset.json; training's prepare of the same
+    run reads the record and does not decode the images a second time (a changed data set is)."""
+    import crackkit.pipeline as pipeline
+
+    root = make_dataset(tmp_path / "cracks")
+    cfg = run_config(root)
+    run = Run.create(cfg, tmp_path / "run")
+    decoded = []
+    real = pipeline._decode_all
+    monkeypatch.setattr(pipeline, "_decode_all", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    prepare(cfg, run, progress=False)
+    prepare(cfg, run, progress=False)
+    assert decoded == [1]
+    record = json.loads(run.file("dataset").read_text())
+    assert record["root"] == str(root) and record["counts"]["train"]["sum"] > 0
+    extra = next((root / "train" / "images").iterdir())
+    extra.with_name("zz-copy.png").write_bytes(extra.read_bytes())
+    (root / "train" / "masks" / "zz-copy.png").write_bytes(
+        (root / "train" / "masks" / extra.name).read_bytes()
+    )
+    prepare(cfg, run, progress=False)
+    assert decoded == [1, 1]
