@@ -7,14 +7,15 @@ from a layer above, and no imports go round in a circle, including the lazy ones
 Layers, from the top down:
 
     4 interface      cli notebook
-    3 orchestration  run report pipeline predict compare sweep launch batch
+    3 orchestration  run report pipeline predict export compare sweep launch batch
     2 engine         runtime losses checkpoint inference evaluate train
-    1 parts          fftconv model metrics data distributed
+    1 parts          fftconv model metrics data distributed geometry
     0 ground         specs paths files config
 
 - **ground**: the names and size rules (``specs``), the folders (``paths``), atomic file
   writing (``files``), and the one typed run configuration (``config``).
-- **parts**: the published networks, the metrics, data sets and loaders, the process group.
+- **parts**: the published networks, the metrics, data sets and loaders, the process group,
+  crack geometry (length and width) from a mask.
 - **engine**: device and precision switches, a config turned into a device-ready model, the
   loss, checkpoint files, the one inference path, evaluation of a split, the training loop.
 - **orchestration**: the :class:`crackkit.run.Run` that owns a run folder, the pipeline's

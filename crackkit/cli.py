@@ -4,6 +4,7 @@
                    run folder and prints the report's path as its last line.
 ``crackkit data``  downloads and imports a real data set (CRACK500, CrackForest).
 ``crackkit predict`` applies a trained run to a folder of images.
+``crackkit export`` writes a trained run as one ONNX file (``pip install 'crackkit[onnx]'``).
 ``crackkit sweep``  runs every combination of parameter values and seeds, one run folder each.
 ``crackkit compare`` writes COMPARE.md: finished runs side by side, mean ± std over seeds.
 """
@@ -65,11 +66,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from crackkit.checkpoint import CheckpointError
     from crackkit.data.folder import DatasetError
-    from crackkit.predict import predict_folder
+    from crackkit.predict import OnnxDependencyError, predict_folder
 
-    if args.run is None and args.checkpoint is None and args.original_weights is None:
+    if (
+        args.run is None
+        and args.checkpoint is None
+        and args.original_weights is None
+        and args.onnx is None
+    ):
         print(
-            "crackkit: error: give --run RUN_DIR, --checkpoint PATH or --original-weights FILE",
+            "crackkit: error: give --run RUN_DIR, --checkpoint PATH, --original-weights FILE "
+            "or --onnx MODEL",
+            file=sys.stderr,
+        )
+        return 2
+    if args.onnx is not None and (args.checkpoint is not None or args.original_weights):
+        print(
+            "crackkit: error: --onnx holds its own weights; drop --checkpoint/--original-weights",
             file=sys.stderr,
         )
         return 2
@@ -92,8 +105,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 original_weights=args.original_weights,
                 architecture=args.architecture,
                 input_size=tuple(args.input_size),
+                onnx=args.onnx,
             )
-    except (DatasetError, CheckpointError, RunDirError, ConfigError) as exc:
+    except (DatasetError, CheckpointError, RunDirError, ConfigError, OnnxDependencyError) as exc:
         print(f"crackkit: error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -105,6 +119,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         f"{report.checkpoint}) in {report.seconds:.1f}s"
     )
     print(report.out_dir)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from crackkit.checkpoint import CheckpointError
+    from crackkit.export import ExportError, OnnxDependencyError, export_onnx
+
+    try:
+        path = export_onnx(
+            args.run_dir,
+            args.out,
+            checkpoint=args.checkpoint,
+            opset=args.opset,
+            overwrite=args.overwrite,
+        )
+    except (CheckpointError, RunDirError, ExportError, OnnxDependencyError) as exc:
+        print(f"crackkit: error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
     return 0
 
 
@@ -214,7 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=(360, 640),
         help="input size --original-weights were trained at (default 360 640)",
     )
+    pred.add_argument(
+        "--onnx",
+        metavar="MODEL",
+        help="an ONNX file of 'crackkit export', run by onnxruntime instead of PyTorch",
+    )
     pred.set_defaults(func=_cmd_predict)
+
+    export = sub.add_parser("export", help="export a trained run to one ONNX file")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--checkpoint", help="checkpoint file (default: the run's chosen one)")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's, 20)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    export.set_defaults(func=_cmd_export)
 
     sweep = sub.add_parser(
         "sweep", help="run every combination of parameter values and seeds, then compare them"

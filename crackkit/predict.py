@@ -19,6 +19,13 @@ Usage from Python or a notebook::
 From the command line::
 
     crackkit predict IMAGES_DIR --run RUN_DIR [--out DIR] [--checkpoint PATH] [--device auto]
+    crackkit predict IMAGES_DIR --onnx model.onnx [--out DIR]
+
+ONNX. :meth:`Predictor.from_onnx` (``predict_folder(..., onnx=PATH)``, ``--onnx``) runs a graph
+written by :func:`crackkit.export.export_onnx` with onnxruntime (``pip install 'crackkit[onnx]'``)
+instead of PyTorch: its metadata carries the run's configuration and thresholds, and the reading,
+padding, batching, cropping and outputs below are the same (``predict.json`` says
+``"weights_kind": "onnx"``). The graph computes in float32 with the direct convolution.
 
 What is loaded. :meth:`Predictor.from_run` takes the run's chosen checkpoint (``best.pt`` when the
 run uses the best model and has one, else ``last.pt``); :meth:`Predictor.from_checkpoint` takes any
@@ -77,6 +84,8 @@ no ``predictions.csv``). A folder without images, or two images sharing a stem (
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
+import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -110,10 +119,16 @@ from crackkit.specs import smallest_input
 __all__ = [
     "CSV_COLUMNS",
     "DEFAULT_THRESHOLD",
+    "ONNX_EXTRA",
+    "ONNX_INPUT",
+    "ONNX_METADATA_KEYS",
+    "ONNX_OUTPUTS",
     "ImageResult",
+    "OnnxDependencyError",
     "PredictReport",
     "PredictWarning",
     "Predictor",
+    "import_onnx",
     "list_images",
     "predict_folder",
 ]
@@ -133,6 +148,68 @@ CSV_COLUMNS = (
 
 class PredictWarning(UserWarning):
     """Prediction goes on, but something deserves a look (a default threshold, skipped files)."""
+
+
+#: How to install what ONNX export and prediction need (the ``onnx`` extra).
+ONNX_EXTRA = "pip install 'crackkit[onnx]'"
+#: The names of the exported graph's input and outputs (:mod:`crackkit.export`).
+ONNX_INPUT = "image"
+ONNX_OUTPUTS = ("score", "prob")
+#: The metadata every graph of :func:`crackkit.export.export_onnx` carries.
+ONNX_METADATA_KEYS = (
+    "crackkit_export_format",
+    "crackkit_version",
+    "crackkit_config",
+    "architecture",
+    "checkpoint_epoch",
+    "threshold_seg",
+    "threshold_dec",
+    "thresholds_validated",
+    "input",
+)
+
+
+class OnnxDependencyError(ImportError):
+    """onnx, onnxscript or onnxruntime is not installed; the message says how to install them."""
+
+
+def import_onnx(name: str) -> Any:
+    """Import ``name`` (``onnx``, ``onnxscript``, ``onnxruntime``) or say how to install it.
+
+    Raises:
+        OnnxDependencyError: the module is missing (the message names :data:`ONNX_EXTRA`).
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise OnnxDependencyError(
+            f"ONNX export and prediction need {name}, which cannot be imported ({exc}); "
+            f"install the onnx extra: {ONNX_EXTRA}",
+            name=name,
+        ) from None
+
+
+def _onnx_providers(ort: Any, device: str | torch.device | None) -> list[str]:
+    """onnxruntime's execution providers for ``device`` (auto: CUDA when onnxruntime has it)."""
+    kind = "auto" if device is None else str(device).split(":")[0]
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if kind == "cuda" and not has_cuda:
+        raise ConfigError(
+            "parameter 'device' is 'cuda' but this onnxruntime has no CUDA provider "
+            "(install onnxruntime-gpu, or use 'auto' or 'cpu')"
+        )
+    if kind in ("auto", "cuda") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _onnx_outputs(session: Any, batch: torch.Tensor) -> tuple[list[float], np.ndarray]:
+    """An exported graph on uint8 (N, C, H, W): (scores, (N, H, W) float32 probabilities).
+
+    The input is scaled in float32 as :func:`crackkit.inference.to_input` scales it."""
+    x = batch.numpy().astype(np.float32) / np.float32(255.0)
+    scores, probs = session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: x})
+    return [float(s) for s in scores], np.asarray(probs[:, 0], dtype=np.float32)
 
 
 def _padded_shape(height: int, width: int) -> tuple[int, int]:
@@ -175,7 +252,8 @@ class Predictor:
     Build it with :meth:`from_run` or :meth:`from_checkpoint`. Attributes: ``model``, ``cfg``
     (the checkpoint's :class:`~crackkit.config.RunConfig`), ``device``, ``threshold_seg``,
     ``threshold_dec``, ``validated`` (whether both thresholds come from validation),
-    ``checkpoint`` (its path, when loaded from a file) and ``epoch``.
+    ``checkpoint`` (its path, when loaded from a file) and ``epoch``. :meth:`from_onnx` runs an
+    exported graph instead: ``session`` (onnxruntime's) is then set and ``model`` is None.
     """
 
     def __init__(
@@ -207,6 +285,7 @@ class Predictor:
         self.batch_size = batch_size
         self.checkpoint = checkpoint
         self.epoch = epoch
+        self.session: Any = None  # an onnxruntime session, set by from_onnx
 
     @property
     def device(self) -> torch.device:
@@ -325,6 +404,72 @@ class Predictor:
         path = Path(checkpoint) if checkpoint is not None else Run.open(run_dir).checkpoint()
         return cls.from_checkpoint(path, device=device, batch_size=batch_size)
 
+    @classmethod
+    def from_onnx(
+        cls, path: str | Path, *, device: str | torch.device | None = "auto", batch_size: int = 8
+    ) -> Predictor:
+        """A graph written by :func:`crackkit.export.export_onnx`, run by onnxruntime.
+
+        Its metadata gives the configuration (architecture, input channels), the thresholds and
+        the channel order; images are read, padded, batched and cropped as for any predictor.
+        ``device``: ``auto`` takes onnxruntime's CUDA provider when it has one, else the CPU.
+
+        Raises:
+            OnnxDependencyError: onnxruntime is not installed.
+            CheckpointError: no such file, not an ONNX graph, or one without crackkit's metadata.
+            ConfigError: ``device`` is ``cuda`` and onnxruntime has no CUDA provider.
+        """
+        ort = import_onnx("onnxruntime")
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"no ONNX model at {path}")
+        providers = _onnx_providers(ort, device)
+        try:
+            session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise CheckpointError(f"{path} is not a readable ONNX model: {exc}") from None
+        meta = session.get_modelmeta().custom_metadata_map
+        missing = [k for k in ONNX_METADATA_KEYS if k not in meta]
+        if missing:
+            raise CheckpointError(
+                f"{path} was not written by crackkit export: its metadata lacks "
+                f"{', '.join(missing)}"
+            )
+        try:
+            cfg = make_config(json.loads(meta["crackkit_config"]))
+            channel_order = json.loads(meta["input"])["channel_order"]
+            threshold_seg = float(meta["threshold_seg"])
+            threshold_dec = float(meta["threshold_dec"])
+            epoch = int(meta["checkpoint_epoch"]) if meta["checkpoint_epoch"] else None
+        except (ValueError, KeyError, TypeError, ConfigError) as exc:
+            raise CheckpointError(
+                f"{path} holds metadata this crackkit cannot use: {exc}"
+            ) from None
+        validated = meta["thresholds_validated"] == "true"
+        if not validated:
+            warnings.warn(
+                f"ONNX model {path} (epoch {epoch}) has no validated "
+                f"{meta.get('thresholds_missing') or 'segmentation and decision'} threshold; "
+                f"using {threshold_seg} (segmentation) and {threshold_dec} (decision)",
+                PredictWarning,
+                stacklevel=2,
+            )
+        on_cuda = session.get_providers()[0] == "CUDAExecutionProvider"
+        predictor = cls(
+            None,  # type: ignore[arg-type]
+            cfg,
+            Placement(torch.device("cuda" if on_cuda else "cpu"), None, False),
+            threshold_seg=threshold_seg,
+            threshold_dec=threshold_dec,
+            validated=validated,
+            batch_size=batch_size,
+            checkpoint=path,
+            epoch=epoch,
+            channel_order=channel_order,
+        )
+        predictor.session = session
+        return predictor
+
     @property
     def input_channels(self) -> int:
         return self.cfg.input_channels
@@ -377,9 +522,12 @@ class Predictor:
         if self.channel_order == "bgr":
             padded = padded[..., ::-1]
         batch = torch.from_numpy(np.ascontiguousarray(padded.transpose(0, 3, 1, 2)))
-        out = forward(self.model, batch, self.placement)
-        scores = out.scores.cpu().tolist()
-        probs = out.probs[:, 0].cpu().numpy().astype(np.float32, copy=False)
+        if self.session is not None:  # from_onnx: the exported graph, same input and outputs
+            scores, probs = _onnx_outputs(self.session, batch)
+        else:
+            out = forward(self.model, batch, self.placement)
+            scores = out.scores.cpu().tolist()
+            probs = out.probs[:, 0].cpu().numpy().astype(np.float32, copy=False)
         results = []
         for prob, score, (h, w) in zip(probs, scores, sizes, strict=True):
             (top, _), (left, _) = _pads(h, w)
@@ -536,6 +684,7 @@ def predict_folder(
     original_weights: str | Path | None = None,
     architecture: str | None = None,
     input_size: tuple[int, int] = (360, 640),
+    onnx: str | Path | None = None,
 ) -> PredictReport:
     """Predict every image of ``images_dir`` with a trained run and write the results.
 
@@ -551,6 +700,8 @@ def predict_folder(
         original_weights: a state dict saved by the authors' code instead of a crackkit run
             (with ``architecture`` and the ``input_size`` it was trained at); see
             :meth:`Predictor.from_original`.
+        onnx: a graph written by :func:`crackkit.export.export_onnx`, run by onnxruntime
+            (:meth:`Predictor.from_onnx`); with ``run_dir`` the results go under that run.
 
     Returns:
         A :class:`PredictReport`; the files are described in the module docstring.
@@ -558,11 +709,14 @@ def predict_folder(
     Raises:
         DatasetError: missing or empty folder, an unreadable image (named), duplicate stems.
         RunDirError: ``run_dir`` is no run folder, or ``out_dir`` exists and is not empty.
-        CheckpointError: no checkpoint in the run, or a damaged one.
+        CheckpointError: no checkpoint in the run, or a damaged one (or ONNX model).
+        OnnxDependencyError: ``onnx`` is given and onnxruntime is not installed.
     """
     t0 = time.perf_counter()
-    if run_dir is None and checkpoint is None and original_weights is None:
-        raise ValueError("give a run folder, a checkpoint file or original weights")
+    if run_dir is None and checkpoint is None and original_weights is None and onnx is None:
+        raise ValueError("give a run folder, a checkpoint file, original weights or an ONNX model")
+    if onnx is not None and (checkpoint is not None or original_weights is not None):
+        raise ValueError("an ONNX model holds its weights: give it without checkpoint or weights")
     if original_weights is not None and architecture is None:
         raise ValueError("original weights need their architecture (segdecnet, ...)")
     run_path = Path(run_dir) if run_dir is not None else None
@@ -579,7 +733,9 @@ def predict_folder(
             stacklevel=2,
         )
     sizes = {p: image_size(p) for p in paths}
-    if original_weights is not None:
+    if onnx is not None:
+        predictor = Predictor.from_onnx(onnx, device=device, batch_size=batch_size)
+    elif original_weights is not None:
         predictor = Predictor.from_original(
             original_weights,
             architecture,
@@ -628,7 +784,13 @@ def predict_folder(
         out / "predict.json",
         {
             "weights": str(predictor.checkpoint) if predictor.checkpoint else None,
-            "weights_kind": "original" if original_weights is not None else "crackkit",
+            "weights_kind": (
+                "onnx"
+                if onnx is not None
+                else "original"
+                if original_weights is not None
+                else "crackkit"
+            ),
             "architecture": predictor.cfg.architecture,
             "channel_order": predictor.channel_order,
             "input_scale": "1/255",
