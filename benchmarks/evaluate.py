@@ -94,7 +94,7 @@ from crackkit.evaluate import Predictions, compute_metrics, count_grid, count_sp
 from crackkit.fftconv import set_fft_conv
 from crackkit.inference import full_resolution
 from crackkit.metrics import Counts, default_thresholds
-from crackkit.model import build_model
+from crackkit.model import build_model, segmentation_bias
 from crackkit.pipeline import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, _gallery_picks
 from crackkit.runtime import model_for, resolve_device
 from crackkit.specs import ARCHITECTURES
@@ -114,13 +114,6 @@ def _metrics_benchmark():
     return module
 
 
-def _seg_bias(model: torch.nn.Module) -> torch.nn.Parameter:
-    """The bias added last to the segmentation logits (the bias of the last FeatureNorm)."""
-    if hasattr(model, "decoder"):  # segdecnet-up, segdecnet++
-        return model.decoder.out[-1].bias
-    return model.seg_head[-1].bias  # segdecnet
-
-
 @torch.no_grad()
 def calibrate_sparsity(model: torch.nn.Module, image: torch.Tensor, above: float) -> float:
     """Shift the last segmentation bias so that a fraction ``above`` of ``image``'s pixels have a
@@ -130,7 +123,7 @@ def calibrate_sparsity(model: torch.nn.Module, image: torch.Tensor, above: float
     seg = full_resolution(seg.float(), tuple(image.shape[-2:]))
     q = torch.quantile(seg.flatten(), 1.0 - above).item()
     shift = math.log(0.1 / 0.9) - q
-    _seg_bias(model).add_(shift)
+    segmentation_bias(model).add_(shift)
     return shift
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "RunConfig",
     "PRESETS",
     "DATA_FIELDS",
+    "DEVIATIONS",
+    "deviations",
     "SEED_REPORT_ROWS",
     "make_config",
     "coerce_value",
@@ -71,6 +73,10 @@ class RunConfig:
     synthetic_negative_fraction: float = field(default=0.3, metadata=_range(0.0, 0.9))
     # Model
     architecture: str = field(default="segdecnet++", metadata=_choice(*ARCHITECTURES))
+    # Not in the original code: start the segmentation output at the training masks' crack
+    # fraction (the final FeatureNorm's bias = logit(fraction), RetinaNet's prior
+    # initialisation) instead of 0 (p = 0.5). See crackkit.model.init_segmentation_prior.
+    seg_prior_init: bool = False
     # Training (the seed report's table)
     batch_size: int = field(default=4, metadata=_range(1))
     epochs: int = field(default=12, metadata=_range(1))
@@ -339,6 +345,22 @@ def load_config(path: str | Path) -> RunConfig:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
     return make_config(data)
+
+
+#: Run parameters that can take a run away from the published method: the value that reproduces
+#: the authors' code, and what another value does. REPORT.md lists each one a run deviates in.
+DEVIATIONS: dict[str, tuple[Any, str]] = {
+    "seg_prior_init": (
+        False,
+        "the final segmentation bias starts at logit(crack fraction of the training masks), "
+        "RetinaNet's prior initialisation; the original starts it at 0 (p = 0.5)",
+    ),
+}
+
+
+def deviations(cfg: RunConfig) -> dict[str, str]:
+    """The :data:`DEVIATIONS` of ``cfg`` from the published method, by parameter name."""
+    return {k: text for k, (original, text) in DEVIATIONS.items() if getattr(cfg, k) != original}
 
 
 # Rows of the seed report's run-parameter table, in its order and wording.

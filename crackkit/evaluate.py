@@ -69,9 +69,11 @@ from crackkit.losses import decision_loss, segmentation_loss
 from crackkit.runtime import Placement
 
 __all__ = [
+    "CALIBRATION_BINS",
     "PROBABILITY_RESIZE",
     "THRESHOLD_KEYS",
     "Predictions",
+    "calibration_metrics",
     "compute_metrics",
     "count_grid",
     "count_split",
@@ -102,6 +104,10 @@ class Predictions:
         output_stride: input size over segmentation output size (8 for ``segdecnet``, else 1).
         kept: for the positions asked for in ``keep``, ``(prob (h, w) float32, mask (h, w)
             bool)`` at native size.
+        calibration: (4, :data:`CALIBRATION_BINS`) float64 over every pixel at native size: per
+            probability bin the pixel count, the sum of probabilities, the crack pixels; row 3
+            holds in its first two cells the sum of probabilities over background pixels and
+            over crack pixels (:func:`calibration_metrics`).
     """
 
     scores: np.ndarray
@@ -113,6 +119,7 @@ class Predictions:
     input_size: tuple[int, int]
     output_stride: int
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    calibration: np.ndarray | None = None
 
     @property
     def n_resized(self) -> int:
@@ -207,6 +214,7 @@ def count_split(
         pin_memory=device.type == "cuda",
     )
     parts: list[M.Counts] = []
+    calibration = np.zeros((4, CALIBRATION_BINS))
     scores, labels, sizes = [], [], []
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     seg_sum = torch.zeros((), device=device)
@@ -235,6 +243,8 @@ def count_split(
                 kept[position] = (p, gt)
             position += 1
         parts.append(M.count_stats(maps, masks, tolerance, thresholds))
+        for p, gt in zip(maps, masks, strict=True):
+            calibration += _calibration_counts(p, gt)
         scores.append(out.scores.cpu())
         labels.append(batch["label"])
     model.train(was_training)
@@ -254,7 +264,66 @@ def count_split(
         input_size=input_size,
         output_stride=stride,
         kept=kept,
+        calibration=calibration,
     )
+
+
+#: Equal-width probability bins of the reliability diagram and the expected calibration error.
+CALIBRATION_BINS = 10
+
+
+def _calibration_counts(prob: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """One image's rows of :attr:`Predictions.calibration`."""
+    prob = prob.ravel().astype(np.float64)
+    crack = gt.ravel()
+    bins = np.minimum((prob * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+    out = np.zeros((4, CALIBRATION_BINS))
+    out[0] = np.bincount(bins, minlength=CALIBRATION_BINS)
+    out[1] = np.bincount(bins, weights=prob, minlength=CALIBRATION_BINS)
+    out[2] = np.bincount(bins[crack], minlength=CALIBRATION_BINS)
+    out[3, 0] = prob[~crack].sum()
+    out[3, 1] = prob[crack].sum()
+    return out
+
+
+def calibration_metrics(calibration: np.ndarray) -> dict[str, Any]:
+    """Calibration of the crack probabilities over every pixel of a split.
+
+    ``ece``: the expected calibration error over :data:`CALIBRATION_BINS` equal-width bins
+    (Guo et al. 2017), ``sum_b (n_b / N) * |mean probability_b - crack frequency_b|``;
+    ``mean_background_prob`` / ``mean_crack_prob``: mean probability over the background and
+    the crack pixels; ``reliability``: per bin the mean probability, the crack frequency and
+    the pixel count (empty bins: None).
+    """
+    count, prob_sum, crack = calibration[0], calibration[1], calibration[2]
+    n = count.sum()
+    n_crack = crack.sum()
+    filled = count > 0
+    confidence = np.where(filled, prob_sum / np.maximum(count, 1), np.nan)
+    frequency = np.where(filled, crack / np.maximum(count, 1), np.nan)
+    ece = float(np.sum(count[filled] / n * np.abs(confidence[filled] - frequency[filled])))
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [None if not np.isfinite(v) else float(v) for v in values]
+
+    return {
+        "bins": CALIBRATION_BINS,
+        "ece": ece,
+        "mean_background_prob": float(calibration[3, 0] / max(n - n_crack, 1)),
+        "mean_crack_prob": float(calibration[3, 1] / n_crack) if n_crack else None,
+        "n_pixels": int(n),
+        "n_crack_pixels": int(n_crack),
+        "reliability": {
+            "confidence": listed(confidence),
+            "frequency": listed(frequency),
+            "count": [int(c) for c in count],
+        },
+        "definition": (
+            "over every pixel at native resolution, before seg_black; ece = sum over 10 "
+            "equal-width probability bins of (pixels in bin / all pixels) * |mean probability "
+            "in bin - crack fraction in bin|"
+        ),
+    }
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -393,6 +462,8 @@ def compute_metrics(
     used = [k for k in THRESHOLD_KEYS if k == "decision" or has_pixels]
     sources = {source(k) for k in used}
     overall = sources.pop() if len(sources) == 1 else "mixed"
+    if pred.calibration is not None:
+        out["calibration"] = calibration_metrics(pred.calibration)
     out["val_thresholds"] = {k: given[k] for k in THRESHOLD_KEYS}
     out["protocol"] = {
         "thresholds": overall,

@@ -73,6 +73,8 @@ __all__ = [
     "convert_original_state_dict",
     "load_original",
     "original_key_shapes",
+    "init_segmentation_prior",
+    "segmentation_bias",
 ]
 
 
@@ -349,6 +351,32 @@ _CLASSES: dict[str, type[nn.Module]] = {
     "segdecnet-up": SegDecNetUp,
     "segdecnet++": SegDecNetPlusPlus,
 }
+
+
+def segmentation_bias(model: nn.Module) -> nn.Parameter:
+    """The bias added last to the segmentation logits: that of the final FeatureNorm(1)."""
+    if hasattr(model, "decoder"):  # segdecnet-up, segdecnet++
+        return model.decoder.out[-1].bias
+    return model.seg_head[-1].bias  # segdecnet
+
+
+#: The crack fraction :func:`init_segmentation_prior` is clamped to (a prior of 0 or 1 is -inf/inf).
+PRIOR_RANGE = (1e-4, 0.5)
+
+
+@torch.no_grad()
+def init_segmentation_prior(model: nn.Module, crack_fraction: float) -> float:
+    """Set the final segmentation bias to ``logit(crack_fraction)``; returns that bias.
+
+    RetinaNet's prior-probability initialisation (Lin et al. 2017): the published networks end in
+    FeatureNorm(1), which normalises the map to zero mean and unit scale before adding its bias,
+    so the bias alone sets where the logits start, at the class prior instead of 0 (p = 0.5).
+    ``crack_fraction`` is clamped to :data:`PRIOR_RANGE`.
+    """
+    p = min(max(float(crack_fraction), PRIOR_RANGE[0]), PRIOR_RANGE[1])
+    value = math.log(p / (1.0 - p))
+    segmentation_bias(model).fill_(value)
+    return value
 
 
 def build_model(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from crackkit.config import SEED_REPORT_ROWS, RunConfig
+from crackkit.config import SEED_REPORT_ROWS, RunConfig, deviations
 from crackkit.data.dataset import RECORD_FIELDS
 from crackkit.files import atomic_write_bytes, atomic_write_text
 from crackkit.run import RUN_FILES, Run
@@ -199,8 +199,11 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
     The 2-pixel panel marks the headline threshold (chosen on the validation split, solid) and
     the best one on the evaluated split (oracle, dashed).
     """
-    fig = Figure(figsize=(10, 3.6))
-    a, b = fig.subplots(1, 2)
+    calibration = metrics.get("calibration")
+    fig = Figure(figsize=(15 if calibration else 10, 3.6))
+    a, b, *rest = fig.subplots(1, 3 if calibration else 2)
+    if calibration:
+        _plot_reliability(rest[0], calibration)
     curve = metrics.get("decision_curve") or metrics["decision"].get("curve")
     if curve:
         a.plot(curve["recall"], curve["precision"])
@@ -230,6 +233,50 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
     b.set_ylim(0, 1.02)
     b.grid(alpha=0.3)
     return _save(fig, Path(path))
+
+
+def _plot_reliability(ax: Any, calibration: dict[str, Any]) -> None:
+    """Reliability diagram: crack frequency against mean probability per bin, on all pixels."""
+    rel = calibration["reliability"]
+    pairs = [
+        (c, f)
+        for c, f in zip(rel["confidence"], rel["frequency"], strict=True)
+        if c is not None and f is not None
+    ]
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--", label="calibrated")
+    if pairs:
+        ax.plot(*zip(*pairs, strict=True), marker="o", label="test pixels")
+    ax.set_title(
+        f"Reliability (ECE {calibration['ece']:.4f}, mean background p "
+        f"{calibration['mean_background_prob']:.3f})",
+        fontsize=9,
+    )
+    ax.set_xlabel("mean crack probability in bin")
+    ax.set_ylabel("crack fraction in bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _calibration_section(m: dict[str, Any]) -> str:
+    c = m.get("calibration")
+    if not c:
+        return ""
+    rows = [
+        ["Expected calibration error (10 bins)", c["ece"]],
+        ["Mean crack probability of background pixels", c["mean_background_prob"]],
+        ["Mean crack probability of crack pixels", c["mean_crack_prob"]],
+        ["Pixels (crack pixels)", f"{c['n_pixels']} ({c['n_crack_pixels']})"],
+    ]
+    return "\n\n".join(
+        [
+            "### Calibration",
+            "Over every pixel of the split at native resolution, before `seg_black`; the "
+            "reliability diagram is the right panel of the curves plot (Scores).",
+            markdown_table(["Metric", "Value"], rows),
+        ]
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -344,12 +391,21 @@ def _parameters_section(cfg: RunConfig) -> str:
         ["Distance tolerance (px)", cfg.tolerance],
         ["Zero the segmentation of images decided crack-free (seg_black)", cfg.seg_black],
     ]
+    changed = deviations(cfg)
+    deviation_text = (
+        "Deviations from the published method (parameters not at the original code's value):\n\n"
+        + "\n".join(f"- `{k}` = `{getattr(cfg, k)}`: {text}" for k, text in changed.items())
+        if changed
+        else "No deviation from the published method's training (every parameter of "
+        "`crackkit.config.DEVIATIONS` at the original code's value)."
+    )
     return "\n\n".join(
         [
             "## Run parameters",
             markdown_table(["Parameter", "Value"], rows),
             "Further parameters of this run:",
             markdown_table(["Parameter", "Value"], extra),
+            deviation_text,
         ]
     )
 
@@ -622,6 +678,7 @@ def _metrics_sections(m: dict[str, Any], cfg: RunConfig, dataset_name: str) -> l
         _protocol_section(m),
         _decision_section(m),
         _pixel_section(m, cfg, dataset_name),
+        _calibration_section(m),
         _oracle_section(m, cfg),
     ]
 

@@ -40,6 +40,7 @@ from crackkit.evaluate import evaluate
 from crackkit.files import write_csv
 from crackkit.inference import to_input
 from crackkit.losses import SegDecLoss
+from crackkit.model import init_segmentation_prior
 from crackkit.runtime import (
     Placement,
     autocast,
@@ -235,6 +236,14 @@ def train(
     main = dist_info.is_main
     seed_everything(cfg.seed, device)
     model, placement = model_for(cfg, device)
+    train_ds = CrackDataset(splits["train"], cfg, train=True)
+    if cfg.seg_prior_init and not (resume and checkpoints.last.exists()):
+        fraction = train_ds.crack_fraction()
+        bias = init_segmentation_prior(model, fraction)
+        log(
+            f"Segmentation prior: crack fraction {fraction:.5f} of the training masks, "
+            f"final segmentation bias set to {bias:.4f}"
+        )
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
     loss_fn = SegDecLoss.from_config(cfg)
@@ -243,7 +252,6 @@ def train(
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    train_ds = CrackDataset(splits["train"], cfg, train=True)
     val_split = "test" if cfg.validate_on_test else "val"
     val_ds = CrackDataset(splits[val_split], cfg, train=False) if cfg.validate else None
     sampler = FrequencySampler(

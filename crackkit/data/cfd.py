@@ -682,26 +682,74 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         help="label values counted as crack: 2 crack, 4 faint crack (default: 2,4)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing processed/cfd"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing processed/cfd (with --tiles: and processed/cfd-tiles-HxW)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--tiles",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="then also write processed/cfd-tiles-HxW: every image cut into HxW tiles, crack-free "
+        "tiles kept as real negatives (see crackkit.data.tiles); an existing processed/cfd is "
+        "reused",
+    )
+    parser.add_argument(
+        "--tile-margin",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="with --tiles: a crack-free tile needs no crack within PX pixels around it, else it "
+        "is dropped (default: 8)",
+    )
     return parser
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """Run :func:`fetch_cfd` from parsed CLI arguments; on failure print why, return 1."""
+    """Run :func:`fetch_cfd` from parsed CLI arguments, then the tiling of ``--tiles`` (which
+    reuses an existing import); on failure print why, return 1."""
+    tiles, margin = getattr(args, "tiles", None), getattr(args, "tile_margin", None)
     try:
-        path = fetch_cfd(
-            root=args.root,
-            source=args.source,
-            url=args.url,
-            sha256=args.sha256,
-            crack_values=args.crack_values,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
+        path = None
+        if tiles is None and margin is not None:
+            raise ValueError("--tile-margin needs --tiles H W")
+        if tiles is not None:
+            from crackkit import paths
+            from crackkit.data.tiles import DEFAULT_MARGIN, check_margin, check_tile, write_tiles
+
+            tiles = check_tile(tuple(tiles))
+            margin = check_margin(DEFAULT_MARGIN if margin is None else margin)
+            root = args.root
+            processed = Path(paths.PROCESSED_DIR) if root is None else Path(root) / "processed"
+            existing = processed / CFD.name
+            if existing.exists() and not args.overwrite:
+                held = read_record(existing).get("crack_values")
+                if held != list(args.crack_values):
+                    raise DatasetError(
+                        f"{existing} was imported with crack values {held}, not "
+                        f"{list(args.crack_values)}; pass --overwrite to import it again"
+                    )
+                print(f"{existing} already exists; reusing it (--overwrite imports it again)")
+                path = existing
+        if path is None:
+            path = fetch_cfd(
+                root=args.root,
+                source=args.source,
+                url=args.url,
+                sha256=args.sha256,
+                crack_values=args.crack_values,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+            )
+        print(path)
+        if tiles is not None:
+            write_tiles(
+                path, tiles, margin=margin, overwrite=args.overwrite, progress=not args.no_progress
+            )
     except (DatasetError, DownloadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(path)
     return 0

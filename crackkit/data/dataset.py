@@ -261,6 +261,19 @@ class CrackDataset(Dataset):
             image, mask = _resize(image, mask, size)
         return image, mask
 
+    def crack_fraction(self) -> float:
+        """The fraction of crack pixels in the masks as training sees them (input size, dilated
+        as configured, not augmented), over every sample: the prior of
+        :func:`crackkit.model.init_segmentation_prior`."""
+        crack = total = 0
+        for i in range(len(self)):
+            _, mask = self.read(i)
+            if self.train and self.cfg.dilate > 1:
+                mask = dilate_mask(mask, self.cfg.dilate)
+            crack += int(mask.sum())
+            total += mask.size
+        return crack / max(total, 1)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, mask = self.read(index)
         if self.train and self.cfg.dilate > 1:
