@@ -8,7 +8,7 @@ Layers, from the top down:
 
     4 interface      cli notebook
     3 orchestration  run report pipeline predict export compare sweep launch batch
-    2 engine         runtime losses checkpoint inference evaluate train
+    2 engine         runtime losses checkpoint inference tiling evaluate train
     1 parts          fftconv model metrics data distributed geometry
     0 ground         specs paths files config
 

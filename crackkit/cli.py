@@ -92,6 +92,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"crackkit: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    if args.no_tile or args.tile == [0, 0]:
+        tile = None
+    elif args.tile is not None:
+        tile = tuple(args.tile)
+    else:
+        tile = "auto"
+    if tile is None and (args.overlap is not None or args.context is not None):
+        print(
+            "crackkit: error: --overlap and --context apply to tiles; drop --no-tile",
+            file=sys.stderr,
+        )
+        return 2
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -106,6 +118,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 architecture=args.architecture,
                 input_size=tuple(args.input_size),
                 onnx=args.onnx,
+                tile=tile,
+                overlap=args.overlap,
+                tile_mode=args.tile_mode,
+                context=args.context,
+                tta=args.tta,
+                scale=args.scale,
+                mm_per_px=args.mm_per_px,
+                geometry=args.geometry,
             )
     except (DatasetError, CheckpointError, RunDirError, ConfigError, OnnxDependencyError) as exc:
         print(f"crackkit: error: {exc}", file=sys.stderr)
@@ -113,10 +133,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     finally:
         for w in caught:
             print(f"crackkit: warning: {w.message}", file=sys.stderr)
+    tiled = sum(r.tiles > 1 for r in report.results)
     print(
         f"{len(report)} images, {report.n_cracked} with cracks (decision threshold "
         f"{report.threshold_dec:.4f}, segmentation threshold {report.threshold_seg:.4f}, "
-        f"{report.checkpoint}) in {report.seconds:.1f}s"
+        f"{report.checkpoint}) in {report.seconds:.1f}s" + (f"; {tiled} tiled" if tiled else "")
     )
     print(report.out_dir)
     return 0
@@ -251,6 +272,62 @@ def build_parser() -> argparse.ArgumentParser:
         "--onnx",
         metavar="MODEL",
         help="an ONNX file of 'crackkit export', run by onnxruntime instead of PyTorch",
+    )
+    tiling = pred.add_mutually_exclusive_group()
+    tiling.add_argument(
+        "--tile",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="images larger than this run tile by tile (multiples of 8, a valid network input; "
+        "default: tiles of the run's input size for images of more than 4 tiles' area; "
+        "0 0: no tiling)",
+    )
+    tiling.add_argument(
+        "--no-tile", action="store_true", help="run every image whole (memory grows with its area)"
+    )
+    pred.add_argument(
+        "--overlap",
+        type=int,
+        metavar="PX",
+        help="pixels shared by consecutive tiles (default: a quarter of each tile side)",
+    )
+    pred.add_argument(
+        "--tile-mode",
+        choices=["global", "plain", "context"],
+        help="global (the default): tiles blended before the network's last normalisation, "
+        "which then runs over the whole image; plain: tiles' probabilities blended; context: "
+        "as plain, each tile dropping --context px at each side",
+    )
+    pred.add_argument(
+        "--context",
+        type=int,
+        metavar="PX",
+        help="margin a context tile drops at each side (default: a quarter of the overlap)",
+    )
+    pred.add_argument(
+        "--tta",
+        action="store_true",
+        help="average the image and its left-right and up-down mirrors (3x the time)",
+    )
+    pred.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="resize photos by F before prediction (bilinear; maps come back at the photo's "
+        "size), for photos whose pixel scale differs from the training data's",
+    )
+    pred.add_argument(
+        "--geometry",
+        action="store_true",
+        help="write geometry.csv (length and width of every crack) and <stem>_width.png",
+    )
+    pred.add_argument(
+        "--mm-per-px",
+        type=float,
+        metavar="X",
+        help="the photos' pixel size in millimetres: geometry in mm as well (implies --geometry)",
     )
     pred.set_defaults(func=_cmd_predict)
 

@@ -10,6 +10,11 @@ Usage from Python or a notebook::
     for r in report.results:
         print(r.image.name, r.score, r.decision, r.crack_pixels)
 
+    # Road photos: tiles of the run's input size (the default), flips averaged, photos twice as
+    # fine as the training images halved (scale 0.5), crack geometry in millimetres (0.4 mm per
+    # pixel of the photo).
+    report = predict_folder("photos", "runs/...", tta=True, scale=0.5, mm_per_px=0.4)
+
     # One image at a time, nothing written.
     predictor = Predictor.from_run("runs/20250101-120000-crack500")  # or .from_checkpoint(path)
     prob, score = predictor.predict_image(image)  # image: (H, W, C) or (H, W) uint8
@@ -19,12 +24,14 @@ Usage from Python or a notebook::
 From the command line::
 
     crackkit predict IMAGES_DIR --run RUN_DIR [--out DIR] [--checkpoint PATH] [--device auto]
+        [--tile H W | --no-tile] [--overlap PX] [--tile-mode global|plain|context] [--context PX]
+        [--tta] [--scale F] [--geometry] [--mm-per-px X]
     crackkit predict IMAGES_DIR --onnx model.onnx [--out DIR]
 
 ONNX. :meth:`Predictor.from_onnx` (``predict_folder(..., onnx=PATH)``, ``--onnx``) runs a graph
 written by :func:`crackkit.export.export_onnx` with onnxruntime (``pip install 'crackkit[onnx]'``)
 instead of PyTorch: its metadata carries the run's configuration and thresholds, and the reading,
-padding, batching, cropping and outputs below are the same (``predict.json`` says
+padding, batching, tiling, cropping and outputs below are the same (``predict.json`` says
 ``"weights_kind": "onnx"``). The graph computes in float32 with the direct convolution.
 
 What is loaded. :meth:`Predictor.from_run` takes the run's chosen checkpoint (``best.pt`` when the
@@ -39,26 +46,48 @@ emits a :class:`PredictWarning`. A pixel is crack when ``prob >= threshold_seg``
 float64, as :mod:`crackkit.metrics` does); an image is a crack image when
 ``score >= threshold_dec``.
 
-How an image is processed.
+How an image is processed, in this order.
 
-* Files are read as stored (EXIF orientation ignored, as in training). Grayscale, RGB and RGBA
-  images are accepted in the formats of :data:`crackkit.data.folder.IMAGE_EXTENSIONS`; alpha is
-  dropped (not composited), grayscale is repeated to RGB for 3-channel models and RGB is converted
-  to luminance (Pillow's ``L``) for 1-channel models.
-* No resizing: the model runs at the image's own resolution. Each side is padded to the next
-  multiple of 8 by **reflection** (the padding split between both ends), because the network
-  normalises every feature map over the whole image and a zero border would shift those statistics
-  and add artificial edges. The probability map is cropped back to the image's size; for
-  ``segdecnet``, whose map has 1/8 resolution, it is first upsampled x8 by nearest neighbour (as
-  the published ``SegDecNetOriginalJIM`` returns it). Images smaller than the smallest input the
-  networks take (64x128 or 128x64) are padded up to it the same way.
-  The model learnt cracks at the scale of its training images (``input_height`` x
-  ``input_width``); resize images of a very different scale yourself before predicting.
-* Images whose padded sizes agree are run together, ``batch_size`` at a time, under
-  ``torch.inference_mode`` with the run's mixed-precision and channels-last settings. Images are
-  not tiled: memory grows with image area times ``batch_size``, so lower ``batch_size`` (down to
-  1) for very large images. On the CPU, every new image size costs a one-off setup of the
-  convolution kernels; folders of equally sized images run fastest.
+* Reading (:func:`predict_folder`). The EXIF orientation of a photo is applied, so that every
+  output has the orientation the photo is displayed in (the transposition of PIL's
+  ``ImageOps.exif_transpose``; ``predict.json`` lists the images it turned). The training data
+  reader (:func:`crackkit.data.folder.read_image`) keeps reading pixels as stored, because the
+  masks are drawn on the stored pixels. :meth:`Predictor.predict_image` takes the array it is
+  given. Grayscale, RGB and RGBA images are accepted in the formats of
+  :data:`crackkit.data.folder.IMAGE_EXTENSIONS`; alpha is dropped (not composited), grayscale is
+  repeated to RGB for 3-channel models and RGB is converted to luminance (Pillow's ``L``) for
+  1-channel models.
+* Scale (``scale=F``, ``--scale F``, default 1). The model learnt cracks at the scale of its
+  training images; a photo whose pixels are ``F`` times too fine is resized by ``F`` (bilinear,
+  Pillow) before prediction, and its probability map is resized back to the photo's size
+  (bilinear), so the outputs keep the photo's own size. The image score is that of the resized
+  photo. At 1 nothing is resized.
+* Whole or tiled. An image no larger than the tile (both sides) runs whole, exactly as before tiling
+  existed. So does, under the default ``tile="auto"``, an image of at most
+  :data:`~crackkit.tiling.AUTO_WHOLE_TILES` (4) tiles' area (about twice the run's input size per
+  side): near the training size the whole image needs no blending and little memory. Running whole,
+  each side is padded to the smallest input the networks take (multiples of 8, see
+  :func:`crackkit.specs.smallest_input`) by **reflection** (the padding split between both ends),
+  because the network normalises every feature map over the whole input and a zero border would
+  shift those statistics and add artificial edges; the map is cropped back. For ``segdecnet``, whose
+  map has 1/8 resolution, it is first upsampled x8 by nearest neighbour (as the published
+  ``SegDecNetOriginalJIM`` returns it). Images of equal padded size run together, ``batch_size`` at
+  a time. A larger image is predicted **tile by tile** (:mod:`crackkit.tiling`), so memory is
+  bounded by the tile and ``batch_size``, whatever the photo's size; an explicit ``tile=(H, W)``
+  (``--tile H W``) tiles every image larger than it. ``tile=None`` (``--no-tile``, ``--tile 0 0``)
+  runs every image whole: memory then grows with the image's area.
+* Test-time augmentation (``tta=True``, ``--tta``): the image, its left-right mirror and its
+  up-down mirror are each predicted (whole or tiled) and the maps, flipped back, are averaged;
+  the score is the mean of the three scores.
+
+All of it runs under ``torch.inference_mode`` with the run's mixed-precision and channels-last
+settings. On the CPU, every new input size costs a one-off setup of the convolution kernels; tiles
+all have one size.
+
+Tiling, the tile modes and the blending window are :mod:`crackkit.tiling`'s (its docstring
+describes them); :class:`Predictor` chooses per image, after ``scale``, whether it runs whole or
+by the windows of :meth:`Predictor.plan`. ``predict.json`` records the tile, overlap, mode and
+margin; ``ImageResult.tiles`` the windows per image.
 
 Output of :func:`predict_folder`, per image ``<stem>`` of the folder:
 
@@ -66,7 +95,16 @@ Output of :func:`predict_folder`, per image ``<stem>`` of the folder:
 * ``<stem>_mask.png``: binary mask at ``threshold_seg``, 0 or 255;
 * ``<stem>_overlay.png``: the image, dimmed, with predicted crack pixels in red;
 * ``predictions.csv``: one row per image with columns image, width, height, score, decision (0/1),
-  crack_pixels, threshold_seg, threshold_dec; written last, once every image succeeded.
+  crack_pixels, threshold_seg, threshold_dec, n_cracks (8-connected cracks of the mask) and
+  crack_length_px (their total length, :func:`crackkit.geometry.measure`); written last, once
+  every image succeeded;
+* with ``geometry=True`` or ``mm_per_px`` (``--geometry``, ``--mm-per-px X``): ``geometry.csv``,
+  one row per crack of each image's mask, columns ``image`` and
+  :data:`crackkit.geometry.GEOMETRY_COLUMNS` (:func:`crackkit.geometry.rows`; the millimetre
+  columns empty without ``mm_per_px``), and ``<stem>_width.png``, the image dimmed with each
+  crack's skeleton coloured by its local width (:func:`crackkit.geometry.skeleton_widths`, in mm
+  when ``mm_per_px`` is given, else px) and a colour bar;
+* ``predict.json``: the weights, thresholds and every option above.
 
 The default output folder is ``RUN_DIR/predictions/<images folder name>-<timestamp>/``. An existing
 output folder is used only when it is empty: predictions never overwrite files.
@@ -83,9 +121,12 @@ no ``predictions.csv``). A folder without images, or two images sharing a stem (
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import importlib
+import io
 import json
+import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -95,7 +136,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
+from scipy import ndimage as ndi
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -108,17 +151,35 @@ from crackkit.data.folder import (
     read_image,
     visible_entries,
 )
-from crackkit.files import atomic_write_json, write_csv
+from crackkit.files import atomic_write_json, atomic_write_text, write_csv
+from crackkit.geometry import GEOMETRY_COLUMNS, measure, skeleton_widths
+from crackkit.geometry import rows as geometry_rows
 from crackkit.inference import forward
 from crackkit.model import OriginalWeightsError, load_original
 from crackkit.report import error_overlay
 from crackkit.run import RUN_FILES, Run, RunDirError
 from crackkit.runtime import Placement, model_for
 from crackkit.specs import smallest_input
+from crackkit.tiling import (
+    AUTO_WHOLE_TILES,
+    DEFAULT_TILE_MODE,
+    TTA_VIEWS,
+    WINDOW_FLOOR,
+    TilePlan,
+    _final_norm,
+    _flip,
+    _resize_image,
+    _resize_prob,
+    _resolve_options,
+    _scaled_size,
+    predict_tiled,
+    tile_plan,
+)
 
 __all__ = [
     "CSV_COLUMNS",
     "DEFAULT_THRESHOLD",
+    "GEOMETRY_CSV_COLUMNS",
     "ONNX_EXTRA",
     "ONNX_INPUT",
     "ONNX_METADATA_KEYS",
@@ -130,6 +191,7 @@ __all__ = [
     "Predictor",
     "import_onnx",
     "list_images",
+    "plot_width_histogram",
     "predict_folder",
 ]
 
@@ -143,7 +205,24 @@ CSV_COLUMNS = (
     "crack_pixels",
     "threshold_seg",
     "threshold_dec",
+    "n_cracks",
+    "crack_length_px",
 )
+#: Columns of ``geometry.csv``: the image, then :data:`crackkit.geometry.GEOMETRY_COLUMNS`.
+GEOMETRY_CSV_COLUMNS = ("image", *GEOMETRY_COLUMNS)
+
+#: EXIF orientation -> the transposition that shows the stored pixels as displayed (PIL's
+#: ``ImageOps.exif_transpose`` table).
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION = 0x0112
 
 
 class PredictWarning(UserWarning):
@@ -246,6 +325,19 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return arr
 
 
+def _check_mm_per_px(mm_per_px: Any) -> float | None:
+    if mm_per_px is None:
+        return None
+    if isinstance(mm_per_px, bool) or not isinstance(
+        mm_per_px, int | float | np.integer | np.floating
+    ):
+        raise ConfigError(f"mm_per_px must be a number > 0 or None, got {mm_per_px!r}")
+    value = float(mm_per_px)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"mm_per_px must be a finite number > 0, got {mm_per_px!r}")
+    return value
+
+
 class Predictor:
     """A trained model with its validated thresholds, applied to images of any size.
 
@@ -254,6 +346,23 @@ class Predictor:
     ``threshold_dec``, ``validated`` (whether both thresholds come from validation),
     ``checkpoint`` (its path, when loaded from a file) and ``epoch``. :meth:`from_onnx` runs an
     exported graph instead: ``session`` (onnxruntime's) is then set and ``model`` is None.
+
+    Prediction options (keywords of the constructor and of every ``from_*``; :meth:`configure`
+    sets them again), described in the module docstring:
+
+    * ``tile``: ``"auto"`` (default: the run's input size, for images of more than
+      :data:`~crackkit.tiling.AUTO_WHOLE_TILES` tiles' area), ``(height, width)`` (for every image
+      larger than it), or None to run every image whole; ``overlap``: pixels shared by consecutive
+      windows, an int or a (rows, cols) pair (default a quarter of each tile side); ``tile_mode``:
+      ``"global"`` (default), ``"plain"`` or ``"context"``; ``context``: the margin a ``"context"``
+      window drops at each side (default a quarter of the overlap).
+    * ``tta``: average the image and its two mirrors. ``scale``: resize images by this factor
+      before prediction (maps come back at the image's size).
+    * ``progress``: a progress bar over the windows of large tiled images.
+
+    After :meth:`configure`, ``tile``, ``overlap`` and ``context`` hold the resolved pairs
+    (``tile`` None when tiling is off; ``context`` (0, 0) for plain tiles) and ``tile_auto``
+    whether the tile came from ``"auto"``.
     """
 
     def __init__(
@@ -269,6 +378,7 @@ class Predictor:
         checkpoint: Path | None = None,
         epoch: int | None = None,
         channel_order: str = "rgb",
+        **options: Any,
     ) -> None:
         """``model`` is device-ready as :func:`crackkit.runtime.model_for` returns it."""
         if channel_order not in ("rgb", "bgr"):
@@ -286,6 +396,96 @@ class Predictor:
         self.checkpoint = checkpoint
         self.epoch = epoch
         self.session: Any = None  # an onnxruntime session, set by from_onnx
+        self.weights_kind = "crackkit"  # "original" (from_original), "onnx" (from_onnx)
+        self.configure(**options)
+
+    def configure(
+        self,
+        *,
+        tile: tuple[int, int] | str | None = "auto",
+        overlap: int | tuple[int, int] | None = None,
+        tile_mode: str | None = None,
+        context: int | tuple[int, int] | None = None,
+        tta: bool = False,
+        scale: float = 1.0,
+        progress: bool = True,
+    ) -> Predictor:
+        """Set every prediction option (those not given take their defaults); returns self.
+
+        ``tile_mode`` None is :data:`~crackkit.tiling.DEFAULT_TILE_MODE`; where that is
+        ``"global"`` and the network has no final FeatureNorm to reach (an ONNX graph),
+        ``"plain"``.
+
+        Raises:
+            ConfigError: a bad tile, overlap, mode, context or scale; the message names it;
+                ``"global"`` asked of a network without a final FeatureNorm.
+        """
+        if tile_mode is None:
+            tile_mode = DEFAULT_TILE_MODE
+            if tile_mode == "global" and _final_norm(self.model) is None:
+                tile_mode = "plain"
+        elif tile_mode == "global" and _final_norm(self.model) is None:
+            raise ConfigError(
+                "tile_mode 'global' needs a SegDecNet whose segmentation map ends in FeatureNorm "
+                "(a PyTorch model, not an ONNX graph); use 'plain' or 'context'"
+            )
+        auto = isinstance(tile, str)
+        tile, overlap, context, scale = _resolve_options(
+            tile, overlap, tile_mode, context, scale, (self.cfg.input_height, self.cfg.input_width)
+        )
+        self.tile: tuple[int, int] | None = tile
+        self.tile_auto = auto and tile is not None
+        self.overlap: tuple[int, int] | None = overlap
+        self.context: tuple[int, int] | None = context
+        self.tile_mode = tile_mode
+        self.tta = bool(tta)
+        self.scale = scale
+        self.progress = bool(progress)
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """The prediction options, JSON-ready (what ``predict.json`` records)."""
+        tiled = self.tile is not None
+        return {
+            "tile": list(self.tile) if tiled else None,
+            "tile_auto": self.tile_auto,
+            "tiled_above_area": (
+                f"{AUTO_WHOLE_TILES} tiles" if self.tile_auto else "1 tile" if tiled else None
+            ),
+            "tile_mode": self.tile_mode if tiled else None,
+            "overlap": list(self.overlap) if tiled else None,
+            "context": list(self.context) if tiled else None,
+            "blend_window": f"Hann over each window's kept part, floored at {WINDOW_FLOOR}"
+            if tiled
+            else None,
+            "blended": (
+                "segmentation logits before the final FeatureNorm, normalised over the image"
+                if self.tile_mode == "global"
+                else "probabilities"
+            )
+            if tiled
+            else None,
+            "tiled_decision": "max over the windows' scores" if tiled else None,
+            "tta": self.tta,
+            "tta_views": list(TTA_VIEWS) if self.tta else ["identity"],
+            "scale": self.scale,
+        }
+
+    def plan(self, height: int, width: int) -> TilePlan | None:
+        """The windows of an image of this size as it reaches the network (after ``scale``);
+        None when it runs whole (tiling off, the image no larger than the tile or, under
+        ``tile="auto"``, of at most :data:`~crackkit.tiling.AUTO_WHOLE_TILES` tiles'
+        area)."""
+        if self.tile is None or (height <= self.tile[0] and width <= self.tile[1]):
+            return None
+        if self.tile_auto and height * width <= AUTO_WHOLE_TILES * self.tile[0] * self.tile[1]:
+            return None
+        return tile_plan(height, width, self.tile, self.overlap, self.context)
+
+    def windows(self, height: int, width: int) -> int:
+        """Network inputs one view of a ``height x width`` image takes (1 when it runs whole)."""
+        plan = self.plan(*_scaled_size(height, width, self.scale))
+        return 1 if plan is None else len(plan)
 
     @property
     def device(self) -> torch.device:
@@ -293,9 +493,16 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, *, device: str | torch.device | None = "auto", batch_size: int = 8
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = "auto",
+        batch_size: int = 8,
+        **options: Any,
     ) -> Predictor:
         """Load a checkpoint file; its configuration and validation results come with it.
+
+        ``options``: the prediction options of :meth:`configure` (tile, TTA, scale...).
 
         Raises:
             CheckpointError: missing or damaged file, or parameters this version cannot read.
@@ -330,6 +537,7 @@ class Predictor:
             batch_size=batch_size,
             checkpoint=path,
             epoch=state.get("epoch"),
+            **options,
         )
 
     @classmethod
@@ -345,13 +553,15 @@ class Predictor:
         batch_size: int = 8,
         threshold_seg: float = DEFAULT_THRESHOLD,
         threshold_dec: float = DEFAULT_THRESHOLD,
+        **options: Any,
     ) -> Predictor:
         """Weights saved by the authors' code (``model.state_dict()``), fed as the original fed.
 
         The original read images with OpenCV, so its networks expect BGR channel order, scaled
         by 1/255; the predictor flips RGB to BGR. ``height x width`` is the input size the
-        weights were trained at (recorded; prediction runs at each image's own size). Without
-        validation results the thresholds are the given ones (0.5 by default).
+        weights were trained at (recorded, and the default tile: larger images are tiled, others
+        run at their own size). Without validation results the thresholds are the given ones
+        (0.5 by default).
 
         Raises:
             CheckpointError: the file is missing or its weights do not fit ``architecture``.
@@ -374,7 +584,7 @@ class Predictor:
             }
         )
         model, placement = model_for(cfg, device, inference=True, model=model)
-        return cls(
+        predictor = cls(
             model,
             cfg,
             placement,
@@ -384,7 +594,10 @@ class Predictor:
             batch_size=batch_size,
             checkpoint=path,
             channel_order="bgr" if in_channels == 3 else "rgb",
+            **options,
         )
+        predictor.weights_kind = "original"
+        return predictor
 
     @classmethod
     def from_run(
@@ -394,19 +607,27 @@ class Predictor:
         checkpoint: str | Path | None = None,
         device: str | torch.device | None = "auto",
         batch_size: int = 8,
+        **options: Any,
     ) -> Predictor:
         """Load a run's chosen checkpoint (or ``checkpoint``, when given).
+
+        ``options``: the prediction options of :meth:`configure` (tile, TTA, scale...).
 
         Raises:
             RunDirError: ``run_dir`` is no run folder.
             CheckpointError: the run holds no checkpoint, or it is damaged.
         """
         path = Path(checkpoint) if checkpoint is not None else Run.open(run_dir).checkpoint()
-        return cls.from_checkpoint(path, device=device, batch_size=batch_size)
+        return cls.from_checkpoint(path, device=device, batch_size=batch_size, **options)
 
     @classmethod
     def from_onnx(
-        cls, path: str | Path, *, device: str | torch.device | None = "auto", batch_size: int = 8
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = "auto",
+        batch_size: int = 8,
+        **options: Any,
     ) -> Predictor:
         """A graph written by :func:`crackkit.export.export_onnx`, run by onnxruntime.
 
@@ -466,8 +687,10 @@ class Predictor:
             checkpoint=path,
             epoch=epoch,
             channel_order=channel_order,
+            **options,
         )
         predictor.session = session
+        predictor.weights_kind = "onnx"
         return predictor
 
     @property
@@ -489,28 +712,64 @@ class Predictor:
             image: (H, W) or (H, W, C) uint8, C in 1..4 (grayscale, RGB, RGBA), any size.
 
         Returns:
-            ``(prob, score)``: prob (H, W) float32 in [0, 1]; score a float in [0, 1].
+            ``(prob, score)``: prob (H, W) float32 in [0, 1]; score a float in [0, 1] (for a
+            tiled image the maximum of its windows' scores).
         """
         return self.predict_batch([image])[0]
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, float]]:
-        """:meth:`predict_image` for several images; those of equal padded size run together.
+        """:meth:`predict_image` for several images; those run whole and of equal padded size
+        run together, a tiled image runs alone, its windows ``batch_size`` at a time.
 
         Returns:
             ``(prob (H, W) float32, score)`` per image, in the order given.
         """
         arrays = [_to_channels(im, self.input_channels) for im in images]
-        groups: dict[tuple[int, int], list[int]] = {}
+        sizes = [a.shape[:2] for a in arrays]
+        if self.scale != 1.0:
+            arrays = [_resize_image(a, _scaled_size(*a.shape[:2], self.scale)) for a in arrays]
+        views = TTA_VIEWS if self.tta else TTA_VIEWS[:1]
+        results: dict[tuple[int, str], tuple[np.ndarray, float]] = {}
+        groups: dict[tuple[int, int], list[tuple[tuple[int, str], np.ndarray]]] = {}
         for i, arr in enumerate(arrays):
-            groups.setdefault(_padded_shape(*arr.shape[:2]), []).append(i)
-        out: list[tuple[np.ndarray, float] | None] = [None] * len(arrays)
-        for indices in groups.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                results = self._forward([arrays[i] for i in chunk])
-                for i, result in zip(chunk, results, strict=True):
-                    out[i] = result
-        return out  # type: ignore[return-value]
+            plan = self.plan(*arr.shape[:2])
+            for view in views:
+                seen = _flip(arr, view)
+                if plan is None:
+                    groups.setdefault(_padded_shape(*seen.shape[:2]), []).append(((i, view), seen))
+                else:
+                    results[(i, view)] = self._predict_tiled(seen, plan)
+        for items in groups.values():
+            for start in range(0, len(items), self.batch_size):
+                chunk = items[start : start + self.batch_size]
+                outputs = self._forward([a for _, a in chunk])
+                for (key, _), result in zip(chunk, outputs, strict=True):
+                    results[key] = result
+        out: list[tuple[np.ndarray, float]] = []
+        for i, size in enumerate(sizes):
+            if len(views) == 1:
+                prob, score = results[(i, views[0])]
+            else:
+                prob = np.zeros(arrays[i].shape[:2], np.float32)
+                for view in views:
+                    prob += _flip(results[(i, view)][0], view)
+                prob = np.clip(prob / np.float32(len(views)), 0.0, 1.0)
+                score = float(np.mean([results[(i, view)][1] for view in views]))
+            out.append((_resize_prob(prob, size), score))
+        return out
+
+    def _predict_tiled(self, array: np.ndarray, plan: TilePlan) -> tuple[np.ndarray, float]:
+        """One image (H, W, C) uint8 by the windows of ``plan``: blended map, max score
+        (:func:`crackkit.tiling.predict_tiled` in this predictor's tile mode)."""
+        norm = _final_norm(self.model) if self.tile_mode == "global" else None
+        return predict_tiled(
+            array,
+            plan,
+            self._forward,
+            norm=norm,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
 
     @torch.inference_mode()
     def _forward(self, arrays: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
@@ -537,7 +796,14 @@ class Predictor:
 
 @dataclass
 class ImageResult:
-    """What :func:`predict_folder` found in one image and where it wrote the outputs."""
+    """What :func:`predict_folder` found in one image and where it wrote the outputs.
+
+    ``width`` and ``height`` are those of the image as displayed (EXIF orientation applied);
+    ``orientation`` is its EXIF orientation tag (1: none); ``tiles`` the network inputs of one
+    view (1: the image ran whole). ``n_cracks`` and ``crack_length_px`` sum up the mask's
+    cracks; with geometry, ``cracks`` holds :func:`crackkit.geometry.measure`'s dicts,
+    ``widths_px`` the local widths of every skeleton pixel and ``width_path`` the width overlay.
+    """
 
     image: Path
     width: int
@@ -548,11 +814,22 @@ class ImageResult:
     prob_path: Path
     mask_path: Path
     overlay_path: Path
+    n_cracks: int = 0
+    crack_length_px: float = 0.0
+    orientation: int = 1
+    tiles: int = 1
+    cracks: list[dict[str, Any]] | None = None
+    widths_px: np.ndarray | None = None
+    width_path: Path | None = None
 
 
 @dataclass
 class PredictReport:
-    """Summary of :func:`predict_folder`: output folder, thresholds used, one result per image."""
+    """Summary of :func:`predict_folder`: output folder, thresholds used, one result per image.
+
+    ``geometry_path`` is ``geometry.csv`` (None without geometry); ``mm_per_px`` the pixel size
+    the geometry used; ``options`` the prediction options (:meth:`Predictor.options`).
+    """
 
     out_dir: Path
     csv_path: Path
@@ -565,6 +842,9 @@ class PredictReport:
     results: list[ImageResult] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    geometry_path: Path | None = None
+    mm_per_px: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.results)
@@ -586,9 +866,20 @@ class PredictReport:
                 "crack_pixels": r.crack_pixels,
                 "threshold_seg": self.threshold_seg,
                 "threshold_dec": self.threshold_dec,
+                "n_cracks": r.n_cracks,
+                "crack_length_px": r.crack_length_px,
             }
             for r in self.results
         ]
+
+    def geometry_rows(self) -> list[dict[str, Any]]:
+        """The rows of ``geometry.csv``: one per crack, columns :data:`GEOMETRY_CSV_COLUMNS`
+        (empty without geometry)."""
+        out: list[dict[str, Any]] = []
+        for r in self.results:
+            if r.cracks is not None:
+                out += geometry_rows(r.cracks, r.image.name)
+        return out
 
 
 def list_images(images_dir: str | Path) -> tuple[list[Path], list[Path]]:
@@ -672,6 +963,42 @@ def _save_png(array: np.ndarray, path: Path) -> Path:
     return path
 
 
+def _orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1 when it has none or an unusable one)."""
+    try:
+        with Image.open(path) as img:
+            value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block means no orientation to honour
+        return 1
+    return int(value) if isinstance(value, int) and value in _EXIF_TRANSPOSE else 1
+
+
+def _displayed(array: np.ndarray, orientation: int) -> np.ndarray:
+    """uint8 (H, W, 3) stored pixels shown as the EXIF ``orientation`` says they are displayed."""
+    method = _EXIF_TRANSPOSE.get(orientation)
+    if method is None:
+        return array
+    return np.asarray(Image.fromarray(array).transpose(method))
+
+
+def _displayed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _write_table(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Path:
+    """A CSV with this header even without rows (floats as repr, None as an empty cell)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _csv_cell(value: Any) -> Any:
+    return "" if value is None else repr(value) if isinstance(value, float) else value
+
+
 def predict_folder(
     images_dir: str | Path,
     run_dir: str | Path | None = None,
@@ -685,6 +1012,15 @@ def predict_folder(
     architecture: str | None = None,
     input_size: tuple[int, int] = (360, 640),
     onnx: str | Path | None = None,
+    tile: tuple[int, int] | str | None = "auto",
+    overlap: int | tuple[int, int] | None = None,
+    tile_mode: str | None = None,
+    context: int | tuple[int, int] | None = None,
+    tta: bool = False,
+    scale: float = 1.0,
+    mm_per_px: float | None = None,
+    geometry: bool = False,
+    predictor: Predictor | None = None,
 ) -> PredictReport:
     """Predict every image of ``images_dir`` with a trained run and write the results.
 
@@ -695,13 +1031,23 @@ def predict_folder(
             (for a bare checkpoint, the ``predictions`` folder beside its run or itself).
         checkpoint: checkpoint file; enough on its own (``run_dir`` may then be None).
         device: ``auto`` or None (CUDA when present), ``cpu``, ``cuda`` or a ``torch.device``.
-        batch_size: images of one padded size run together this many at a time.
-        progress: show a tqdm progress bar.
+        batch_size: images of one padded size (or windows of a tiled image) run together this
+            many at a time.
+        progress: show tqdm progress bars (images, and the windows of large tiled images).
         original_weights: a state dict saved by the authors' code instead of a crackkit run
             (with ``architecture`` and the ``input_size`` it was trained at); see
             :meth:`Predictor.from_original`.
         onnx: a graph written by :func:`crackkit.export.export_onnx`, run by onnxruntime
             (:meth:`Predictor.from_onnx`); with ``run_dir`` the results go under that run.
+        tile, overlap, tile_mode, context, tta, scale: the prediction options of
+            :class:`Predictor` (module docstring): ``tile`` ``"auto"`` (the run's input size),
+            ``(H, W)`` or None (every image whole).
+        mm_per_px: the photos' pixel size in millimetres; implies ``geometry`` and adds the
+            millimetre columns.
+        geometry: write ``geometry.csv`` and ``<stem>_width.png`` (pixel units).
+        predictor: a ready :class:`Predictor` instead of ``run_dir``/``checkpoint``/... (its own
+            options are used; leave the options above at their defaults). Without ``run_dir``
+            and a checkpoint path of its own, ``out_dir`` is needed.
 
     Returns:
         A :class:`PredictReport`; the files are described in the module docstring.
@@ -710,15 +1056,42 @@ def predict_folder(
         DatasetError: missing or empty folder, an unreadable image (named), duplicate stems.
         RunDirError: ``run_dir`` is no run folder, or ``out_dir`` exists and is not empty.
         CheckpointError: no checkpoint in the run, or a damaged one (or ONNX model).
+        ConfigError: a bad tile, overlap, tile mode, context, scale or ``mm_per_px`` (named).
         OnnxDependencyError: ``onnx`` is given and onnxruntime is not installed.
     """
     t0 = time.perf_counter()
-    if run_dir is None and checkpoint is None and original_weights is None and onnx is None:
+    sources = (run_dir, checkpoint, original_weights, onnx)
+    if predictor is not None:
+        if any(s is not None for s in sources[1:]):
+            raise ValueError("a ready predictor holds its weights: give no checkpoint or model")
+        defaults = ("auto", None, None, None, False, 1.0)
+        given = (tile, overlap, tile_mode, context, tta, scale)
+        if any(a is not b and a != b for a, b in zip(given, defaults, strict=True)):
+            raise ValueError(
+                "a ready predictor uses its own options: set them with predictor.configure(...)"
+            )
+        if run_dir is None and predictor.checkpoint is None and out_dir is None:
+            raise ValueError("a predictor without a checkpoint file needs an out_dir")
+    elif all(s is None for s in sources):
         raise ValueError("give a run folder, a checkpoint file, original weights or an ONNX model")
     if onnx is not None and (checkpoint is not None or original_weights is not None):
         raise ValueError("an ONNX model holds its weights: give it without checkpoint or weights")
     if original_weights is not None and architecture is None:
         raise ValueError("original weights need their architecture (segdecnet, ...)")
+    mm_per_px = _check_mm_per_px(mm_per_px)
+    geometry = bool(geometry) or mm_per_px is not None
+    options = {
+        "tile": tile,
+        "overlap": overlap,
+        "tile_mode": tile_mode,
+        "context": context,
+        "tta": tta,
+        "scale": scale,
+        "progress": progress,
+    }
+    if predictor is None:  # checked before any file is read (an "auto" tile after loading)
+        mode = DEFAULT_TILE_MODE if tile_mode is None else tile_mode
+        _resolve_options(tile, overlap, mode, context, scale, None)
     run_path = Path(run_dir) if run_dir is not None else None
     if run_path is not None and not run_path.is_dir():
         raise RunDirError(f"no run folder at {run_path}")
@@ -732,39 +1105,52 @@ def predict_folder(
             PredictWarning,
             stacklevel=2,
         )
-    sizes = {p: image_size(p) for p in paths}
-    if onnx is not None:
-        predictor = Predictor.from_onnx(onnx, device=device, batch_size=batch_size)
+    orientations = {p: _orientation(p) for p in paths}
+    sizes = {p: _displayed_size(image_size(p), orientations[p]) for p in paths}
+    kw = {"device": device, "batch_size": batch_size, **options}
+    if predictor is not None:
+        pass
+    elif onnx is not None:
+        predictor = Predictor.from_onnx(onnx, **kw)
     elif original_weights is not None:
         predictor = Predictor.from_original(
-            original_weights,
-            architecture,
-            height=input_size[0],
-            width=input_size[1],
-            device=device,
-            batch_size=batch_size,
+            original_weights, architecture, height=input_size[0], width=input_size[1], **kw
         )
     elif checkpoint is not None:
-        predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+        predictor = Predictor.from_checkpoint(checkpoint, **kw)
     else:
-        predictor = Predictor.from_run(run_path, device=device, batch_size=batch_size)
+        predictor = Predictor.from_run(run_path, **kw)
     name = Path(images_dir).resolve().stem if Path(images_dir).is_file() else None
     name = name or Path(images_dir).resolve().name or "images"
-    out = _output_dir(out_dir, _default_base(run_path, predictor.checkpoint), name)
+    base = _default_base(run_path, predictor.checkpoint) if out_dir is None else Path(out_dir)
+    out = _output_dir(out_dir, base, name)
 
-    groups: dict[tuple[int, int], list[Path]] = {}
+    # Images that run whole are batched by padded size; a tiled image runs alone.
+    groups: dict[Any, list[Path]] = {}
     for p in paths:
-        groups.setdefault(_padded_shape(*sizes[p]), []).append(p)
+        scaled = _scaled_size(*sizes[p], predictor.scale)
+        key = ("tiled", p) if predictor.plan(*scaled) is not None else _padded_shape(*scaled)
+        groups.setdefault(key, []).append(p)
     by_path: dict[Path, ImageResult] = {}
     with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
         for group in groups.values():
             for start in range(0, len(group), batch_size):
                 chunk = group[start : start + batch_size]
-                rgbs = [read_image(p, 3) for p in chunk]
+                rgbs = [_displayed(read_image(p, 3), orientations[p]) for p in chunk]
                 for p, rgb, (prob, score) in zip(
                     chunk, rgbs, predictor.predict_batch(rgbs), strict=True
                 ):
-                    by_path[p] = _write_outputs(predictor, out, p, rgb, prob, score)
+                    by_path[p] = _write_outputs(
+                        predictor,
+                        out,
+                        p,
+                        rgb,
+                        prob,
+                        score,
+                        geometry=geometry,
+                        mm_per_px=mm_per_px,
+                        orientation=orientations[p],
+                    )
                 bar.update(len(chunk))
     report = PredictReport(
         out_dir=out,
@@ -777,26 +1163,34 @@ def predict_folder(
         validated=predictor.validated,
         results=[by_path[p] for p in paths],
         skipped=skipped,
+        mm_per_px=mm_per_px,
+        options=predictor.options(),
     )
+    if geometry:
+        report.geometry_path = _write_table(
+            out / "geometry.csv", GEOMETRY_CSV_COLUMNS, report.geometry_rows()
+        )
     write_csv(report.csv_path, report.rows())
     report.seconds = time.perf_counter() - t0
     atomic_write_json(
         out / "predict.json",
         {
             "weights": str(predictor.checkpoint) if predictor.checkpoint else None,
-            "weights_kind": (
-                "onnx"
-                if onnx is not None
-                else "original"
-                if original_weights is not None
-                else "crackkit"
-            ),
+            "weights_kind": predictor.weights_kind,
             "architecture": predictor.cfg.architecture,
             "channel_order": predictor.channel_order,
             "input_scale": "1/255",
             "threshold_seg": predictor.threshold_seg,
             "threshold_dec": predictor.threshold_dec,
             "thresholds_validated": predictor.validated,
+            **report.options,
+            "tiled_images": sum(r.tiles > 1 for r in report.results),
+            "exif_orientation": "applied (the transposition of PIL's ImageOps.exif_transpose)",
+            "exif_transposed": {
+                r.image.name: r.orientation for r in report.results if r.orientation != 1
+            },
+            "geometry": geometry,
+            "mm_per_px": mm_per_px,
             "images": len(report.results),
             "seconds": report.seconds,
         },
@@ -805,12 +1199,22 @@ def predict_folder(
 
 
 def _write_outputs(
-    predictor: Predictor, out: Path, path: Path, rgb: np.ndarray, prob: np.ndarray, score: float
+    predictor: Predictor,
+    out: Path,
+    path: Path,
+    rgb: np.ndarray,
+    prob: np.ndarray,
+    score: float,
+    *,
+    geometry: bool = False,
+    mm_per_px: float | None = None,
+    orientation: int = 1,
 ) -> ImageResult:
     mask = predictor.mask(prob)
     stem = path.stem
     prob_u8 = np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8)
-    return ImageResult(
+    cracks = measure(mask, mm_per_px)
+    result = ImageResult(
         image=path,
         width=int(prob.shape[1]),
         height=int(prob.shape[0]),
@@ -820,4 +1224,86 @@ def _write_outputs(
         prob_path=_save_png(prob_u8, out / f"{stem}_prob.png"),
         mask_path=_save_png(mask.astype(np.uint8) * 255, out / f"{stem}_mask.png"),
         overlay_path=_save_png(_overlay(rgb, mask), out / f"{stem}_overlay.png"),
+        n_cracks=len(cracks),
+        crack_length_px=float(sum(c["length_px"] for c in cracks)),
+        orientation=orientation,
+        tiles=predictor.windows(*prob.shape),
     )
+    if geometry:
+        skeleton, width = skeleton_widths(mask)
+        result.cracks = cracks
+        result.widths_px = width[skeleton]
+        result.width_path = _plot_widths(
+            rgb, skeleton, width, mm_per_px, out / f"{stem}_width.png", title=path.name
+        )
+    return result
+
+
+#: Longest side, in pixels, of the width overlay's image.
+_WIDTH_PLOT_SIDE = 1600
+
+
+def _plot_widths(
+    rgb: np.ndarray,
+    skeleton: np.ndarray,
+    width_px: np.ndarray,
+    mm_per_px: float | None,
+    path: Path,
+    *,
+    title: str = "",
+) -> Path:
+    """``<stem>_width.png``: the image dimmed, skeleton pixels coloured by local width."""
+    h, w = skeleton.shape
+    unit = "mm" if mm_per_px else "px"
+    values = width_px * np.float32(mm_per_px) if mm_per_px else width_px
+    shrink = max(h, w) / _WIDTH_PLOT_SIDE
+    if shrink > 1:  # thicken the 1-px skeleton so that it survives the downsampled figure
+        size = 2 * math.ceil(shrink / 2) + 1
+        values = ndi.grey_dilation(np.where(skeleton, values, 0), size=(size, size))
+        skeleton = ndi.binary_dilation(skeleton, np.ones((size, size), bool))
+    scale = max(shrink, 1.0)
+    fig = Figure(figsize=(w / scale / 100 + 1.5, h / scale / 100 + 0.5), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(rgb.mean(axis=-1), cmap="gray", vmin=0, vmax=2 * 255, interpolation="antialiased")
+    top = float(values[skeleton].max()) if skeleton.any() else 1.0
+    shown = ax.imshow(
+        np.ma.masked_where(~skeleton, values),
+        cmap="plasma",
+        vmin=0.0,
+        vmax=max(top, 1e-6),
+        interpolation="nearest",
+    )
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label=f"local crack width ({unit})")
+    ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    return path
+
+
+def plot_width_histogram(report: PredictReport, path: str | Path, bins: int = 30) -> Path:
+    """A PNG histogram of the local crack width along every skeleton pixel of the report's
+    images (in mm when the report has ``mm_per_px``, else px), for a report with geometry.
+
+    Raises:
+        ValueError: the report was made without geometry.
+    """
+    if report.geometry_path is None:
+        raise ValueError("the report has no geometry: predict with geometry=True or mm_per_px")
+    parts = [r.widths_px for r in report.results if r.widths_px is not None]
+    widths = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    unit = "mm" if report.mm_per_px else "px"
+    if report.mm_per_px:
+        widths = widths * report.mm_per_px
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    if widths.size:
+        ax.hist(widths, bins=bins, color="tab:purple")
+    ax.set_xlabel(f"local crack width ({unit})")
+    ax.set_ylabel("skeleton pixels")
+    ax.set_title(
+        f"Crack width along the skeletons of {len(report)} images ({widths.size} px)", fontsize=9
+    )
+    ax.grid(alpha=0.3)
+    path = Path(path)
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    return path

@@ -22,6 +22,7 @@ RUN_NOTEBOOKS = {
     "03_evaluate.ipynb": ("run_dir", "split", "n_gallery"),
     "04_report.ipynb": ("run_dir",),
     "05_compare.ipynb": ("run_dirs", "out"),
+    "06_apply.ipynb": ("run_dir", "images", "mm_per_px", "out"),
 }
 
 
@@ -33,7 +34,7 @@ def _parameters_cell(path):
 
 
 def test_all_notebooks_exist():
-    """The pipeline's four notebooks and the compare notebook are present."""
+    """The pipeline's four notebooks, the compare and the apply notebooks are present."""
     assert [p.name for p in NOTEBOOKS] == sorted(CONFIG_NOTEBOOKS | RUN_NOTEBOOKS)
 
 
@@ -100,7 +101,8 @@ def test_preparing_the_data_reads_only_the_data_fields(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(RUN_NOTEBOOKS))
 def test_run_notebook_parameters(name):
-    """Evaluate, report and compare notebooks take run folders (and their own options) only."""
+    """Evaluate, report, compare and apply notebooks take run folders (and their own options)
+    only."""
     assert set(papermill.inspect_notebook(str(NOTEBOOKS_DIR / name))) == set(RUN_NOTEBOOKS[name])
 
 
@@ -185,3 +187,84 @@ def test_prepare_notebook_fetches_crack500_from_an_archive(tmp_path, kit_dirs):
         "train1.jpg",
     ]
     assert (kit_dirs["data"] / "raw" / "CRACK500.zip").is_file()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(module_kit_dirs):
+    """A tiny trained segdecnet++ run (one epoch at 64x128), made as test_predict.py makes it."""
+    mp = pytest.MonkeyPatch()
+    try:
+        import crackkit.run
+        from crackkit.config import make_config
+        from crackkit.pipeline import train_run
+
+        # Recording versions imports papermill and friends (seconds); not what is tested here.
+        mp.setattr(crackkit.run, "environment_info", lambda device=None: {"device": device})
+        run_dir = module_kit_dirs["runs"] / "tiny"
+        small = {"synthetic_train": 4, "synthetic_val": 2, "synthetic_test": 1}
+        cfg = make_config(
+            {"epochs": 1, "architecture": "segdecnet++", "amp": "off", **small}, preset="tiny"
+        )
+        train_run(cfg, run_dir, progress=False)
+        yield run_dir
+    finally:
+        mp.undo()
+
+
+def test_apply_notebook_on_a_tiny_run(tiny_run, tmp_path):
+    """06_apply.ipynb predicts a folder of photos (one large enough to be tiled) and writes the
+    maps, predictions.csv, geometry.csv, width overlays and the width histogram."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"road.jpg": (200, 300), "small.png": (40, 60)}.items():
+        arr = rng.integers(90, 170, (h, w, 3), dtype=np.uint8)
+        arr[h // 2 - 1 : h // 2 + 2, 5:-5] = 20  # a dark horizontal "crack"
+        Image.fromarray(arr).save(photos / name)
+    out = tmp_path / "pred"
+    papermill.execute_notebook(
+        str(NOTEBOOKS_DIR / "06_apply.ipynb"),
+        str(tmp_path / "06.ipynb"),
+        parameters={
+            "run_dir": str(tiny_run),
+            "images": str(photos),
+            "mm_per_px": 0.5,
+            "out": str(out),
+        },
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    with open(out / "predictions.csv", newline="") as fh:
+        assert [r["image"] for r in csv.DictReader(fh)] == ["road.jpg", "small.png"]
+    with open(out / "geometry.csv", newline="") as fh:
+        assert csv.DictReader(fh).fieldnames[:3] == ["image", "id", "length_px"]
+    for stem in ("road", "small"):
+        assert (out / f"{stem}_width.png").is_file() and (out / f"{stem}_overlay.png").is_file()
+    assert (out / "width_histogram.png").is_file()
+    record = json.loads((out / "predict.json").read_text())
+    assert record["mm_per_px"] == 0.5 and record["tiled_images"] == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"images": ""}, "parameter 'images' is empty"),
+        ({"images": "x", "mm_per_px": -1}, "parameter 'mm_per_px' must be a number >= 0"),
+    ],
+)
+def test_apply_notebook_refuses_bad_parameters(tmp_path, params, message):
+    """A missing folder of photos or a negative pixel size stops the notebook, named."""
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(
+            str(NOTEBOOKS_DIR / "06_apply.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters=params,
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    assert message in info.value.evalue
