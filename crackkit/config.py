@@ -75,8 +75,11 @@ class RunConfig:
     architecture: str = field(default="segdecnet++", metadata=_choice(*ARCHITECTURES))
     # Not in the original code: start the segmentation output at the training masks' crack
     # fraction (the final FeatureNorm's bias = logit(fraction), RetinaNet's prior
-    # initialisation) instead of 0 (p = 0.5). See crackkit.model.init_segmentation_prior.
-    seg_prior_init: bool = False
+    # initialisation) instead of 0 (p = 0.5). See crackkit.model.init_segmentation_prior. On
+    # by default: on CrackForest (8 epochs, segdecnet++) it took the mean background
+    # probability from 0.433 to 0.020, the ECE from 0.423 to 0.012 and the test 2px F1 from
+    # 0.838 to 0.848 (benchmarks/real_data.py); the crack500 and synthetic presets keep it off.
+    seg_prior_init: bool = True
     # Training (the seed report's table)
     batch_size: int = field(default=4, metadata=_range(1))
     epochs: int = field(default=12, metadata=_range(1))
@@ -248,7 +251,8 @@ def _unknown_message(name: str) -> str:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "synthetic": {},
+    # make report's set: pinned to the published training (its figures in the README stay valid)
+    "synthetic": {"seg_prior_init": False},
     "tiny": {
         "input_height": 64,
         "input_width": 128,
@@ -286,12 +290,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "use_negatives": True,
         "architecture": "segdecnet-up",
         "seg_black": False,
+        # the original code's initialisation (crackkit's prior initialisation is off)
+        "seg_prior_init": False,
     },
     "cfd": {
         "dataset": "cfd",
         "input_channels": 3,
         "input_height": 320,
         "input_width": 480,
+        "seg_prior_init": True,
     },
 }
 

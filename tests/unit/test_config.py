@@ -120,6 +120,10 @@ def test_crack500_preset_is_the_seed_table():
         "dataset": "crack500",
     }
     assert {k: getattr(cfg, k) for k in seed} == seed
+    # and no crackkit deviation from the original code's training
+    from crackkit.config import deviations
+
+    assert deviations(cfg) == {}
 
 
 def test_crack500_preset_follows_the_seed_log_where_the_table_is_silent():

@@ -54,7 +54,9 @@ def test_crack_fraction_of_the_training_masks(tmp_path):
     assert ds.crack_fraction() == pytest.approx(128 / (2 * 64 * 128))
 
 
-def test_the_prior_is_a_named_deviation():
-    assert deviations(make_config()) == {}
-    assert set(deviations(make_config({"seg_prior_init": True}))) == {"seg_prior_init"}
-    assert make_config(preset="crack500").seg_prior_init is False
+def test_the_prior_is_a_named_deviation_on_by_default_off_in_the_seed_presets():
+    assert set(deviations(make_config())) == {"seg_prior_init"}
+    assert set(deviations(make_config(preset="cfd"))) == {"seg_prior_init"}
+    for preset in ("crack500", "synthetic"):
+        assert deviations(make_config(preset=preset)) == {}
+        assert make_config(preset=preset).seg_prior_init is False
