@@ -17,10 +17,11 @@ Layers, from the top down:
 - **parts**: the published networks, the metrics, data sets and loaders, the process group,
   crack geometry (length and width) from a mask.
 - **engine**: device and precision switches, a config turned into a device-ready model, the
-  loss, checkpoint files, the one inference path, evaluation of a split, the training loop.
+  loss, checkpoint files, the one inference path and its tiled form, evaluation of a split,
+  the training loop.
 - **orchestration**: the :class:`crackkit.run.Run` that owns a run folder, the pipeline's
-  steps, reports, prediction on folders of photos, comparisons, sweeps, the torchrun launcher,
-  and the papermill batch driver.
+  steps, reports, prediction on folders of photos, ONNX export, comparisons, sweeps, the
+  torchrun launcher, and the papermill batch driver.
 - **interface**: the ``crackkit`` command and the notebooks' parameter guard.
 
 ``docs/ARCHITECTURE.md`` follows one parameter through these layers.
