@@ -7,7 +7,7 @@ from a layer above, and no imports go round in a circle, including the lazy ones
 Layers, from the top down:
 
     4 interface      cli notebook
-    3 orchestration  run report pipeline predict export compare sweep launch batch
+    3 orchestration  run report pipeline predict apply export compare sweep launch batch
     2 engine         runtime losses checkpoint inference tiling evaluate train
     1 parts          fftconv model metrics data distributed geometry
     0 ground         specs paths files config
@@ -20,8 +20,8 @@ Layers, from the top down:
   loss, checkpoint files, the one inference path and its tiled form, evaluation of a split,
   the training loop.
 - **orchestration**: the :class:`crackkit.run.Run` that owns a run folder, the pipeline's
-  steps, reports, prediction on folders of photos, ONNX export, comparisons, sweeps, the
-  torchrun launcher, and the papermill batch driver.
+  steps, reports, a trained model applied to images of any size and to folders of photos, ONNX
+  export, comparisons, sweeps, the torchrun launcher, and the papermill batch driver.
 - **interface**: the ``crackkit`` command and the notebooks' parameter guard.
 
 ``docs/ARCHITECTURE.md`` follows one parameter through these layers.

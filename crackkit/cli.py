@@ -64,9 +64,10 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import warnings
 
+    from crackkit.apply import predict_folder
     from crackkit.checkpoint import CheckpointError
     from crackkit.data.folder import DatasetError
-    from crackkit.predict import OnnxDependencyError, predict_folder
+    from crackkit.predict import OnnxDependencyError
 
     if (
         args.run is None

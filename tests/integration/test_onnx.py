@@ -22,18 +22,14 @@ import pytest
 import torch
 from PIL import Image
 
+from crackkit.apply import predict_folder
 from crackkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crackkit.cli import main
 from crackkit.config import make_config, save_config
 from crackkit.data.folder import read_image
 from crackkit.export import ExportError, OnnxDependencyError, export_onnx, onnx_metadata
 from crackkit.model import build_model
-from crackkit.predict import (
-    ONNX_METADATA_KEYS,
-    Predictor,
-    PredictWarning,
-    predict_folder,
-)
+from crackkit.predict import ONNX_METADATA_KEYS, Predictor, PredictWarning
 from crackkit.specs import CHECKPOINT_FORMAT
 
 ARCHITECTURES = ("segdecnet++", "segdecnet")

@@ -1,4 +1,5 @@
-"""crackkit.predict and ``crackkit predict``: a trained run applied to images of any size."""
+"""crackkit.predict, crackkit.apply and ``crackkit predict``: a trained run applied to images of any
+size."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from crackkit.apply import CSV_COLUMNS, predict_folder
 from crackkit.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -23,12 +25,7 @@ from crackkit.cli import main
 from crackkit.config import make_config
 from crackkit.data.folder import DatasetError
 from crackkit.model import build_model
-from crackkit.predict import (
-    CSV_COLUMNS,
-    Predictor,
-    PredictWarning,
-    predict_folder,
-)
+from crackkit.predict import Predictor, PredictWarning
 from crackkit.run import RunDirError
 from crackkit.specs import CHECKPOINT_FORMAT
 

@@ -1,5 +1,6 @@
 """Tiled prediction, test-time flips, rescaling, EXIF orientation and crack geometry of
-crackkit.predict, on stub networks whose output is known and on tiny real ones."""
+crackkit.predict and crackkit.apply, on stub networks whose output is known and on tiny real
+ones."""
 
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
+from crackkit.apply import (
+    CSV_COLUMNS,
+    GEOMETRY_CSV_COLUMNS,
+    plot_width_histogram,
+    predict_folder,
+)
 from crackkit.checkpoint import save_checkpoint
 from crackkit.cli import main
 from crackkit.config import ConfigError, make_config
 from crackkit.geometry import measure, rows
 from crackkit.model import FeatureNorm, build_model
-from crackkit.predict import (
-    CSV_COLUMNS,
-    GEOMETRY_CSV_COLUMNS,
-    Predictor,
-    plot_width_histogram,
-    predict_folder,
-)
+from crackkit.predict import Predictor
 from crackkit.runtime import Placement
 from crackkit.specs import CHECKPOINT_FORMAT
 from crackkit.tiling import DEFAULT_TILE_MODE, WINDOW_FLOOR, blend_window, tile_plan

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from crackkit.apply import list_images
 from crackkit.data.folder import list_image_files
 from crackkit.data.staging import subdirs
-from crackkit.predict import list_images
 
 # What archives, file managers and operating systems leave behind (as data, not from the code).
 CLUTTER_FILES = ("Thumbs.db", "desktop.ini", ".DS_Store", ".hidden.png", "._a.png")
