@@ -56,6 +56,7 @@ __all__ = [
     "TrainResult",
     "build_optimizer",
     "build_scheduler",
+    "lr_factor",
     "train_one_epoch",
     "train",
     "selection_score",
@@ -81,7 +82,30 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, fused=True)
 
 
-def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer):
+def lr_factor(step: int, total_steps: int, warmup: float) -> float:
+    """The ``cosine`` schedule's learning-rate factor after ``step`` optimizer steps of
+    ``total_steps``: ``(step + 1) / W`` for the first ``W = round(warmup · total_steps)`` steps,
+    then ``(1 + cos(π · (step - W) / (total_steps - W))) / 2``, which reaches 0 at the end."""
+    warm = round(warmup * total_steps)
+    if step < warm:
+        return (step + 1) / warm
+    span = max(total_steps - warm, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, span) / span))
+
+
+def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1):
+    """The learning-rate schedule, or None for a constant rate.
+
+    ``StepLR`` (``scheduler_step`` > 0, the original's option) is stepped once per epoch; the
+    ``cosine`` schedule (:func:`lr_factor`) once per optimizer step, and is marked ``per_step``.
+    """
+    if cfg.lr_schedule == "cosine":
+        total = cfg.epochs * steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, cfg.lr_warmup)
+        )
+        scheduler.per_step = True
+        return scheduler
     if cfg.scheduler_step <= 0:
         return None
     return torch.optim.lr_scheduler.StepLR(optimizer, cfg.scheduler_step, cfg.scheduler_gamma)
@@ -104,9 +128,11 @@ def train_one_epoch(
     placement: Placement,
     progress: bool = True,
     desc: str = "train",
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, Any]:
     """One pass over ``loader`` at 0-based ``epoch``; returns mean losses, correct decisions and
-    the sample count (summed over the processes of a distributed run).
+    the sample count (summed over the processes of a distributed run). ``scheduler``, when
+    given, is stepped after every optimizer step (a per-step schedule).
 
     Raises:
         NonFiniteLossError: a batch's loss was NaN or infinite (the message names the batch).
@@ -130,6 +156,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         n = x.shape[0]
         n_samples += n
         detached = torch.stack([losses["loss"].detach(), losses["loss_seg"], losses["loss_dec"]])
@@ -245,7 +273,6 @@ def train(
             f"final segmentation bias set to {bias:.4f}"
         )
     optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer)
     loss_fn = SegDecLoss.from_config(cfg)
     step_model = model
     if dist_info.enabled:
@@ -270,6 +297,8 @@ def train(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch=len(loader))
+    per_step = getattr(scheduler, "per_step", False)
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -math.inf, "epoch": None, "metrics": None}
@@ -292,6 +321,7 @@ def train(
         seg_w, dec_w = loss_fn.weights(epoch)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]  # at the epoch's start (a per-step schedule moves it)
         t0 = time.perf_counter()
         stats = train_one_epoch(
             step_model,
@@ -302,16 +332,17 @@ def train(
             placement=placement,
             progress=progress,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            scheduler=scheduler if per_step else None,
         )
         row: dict[str, Any] = {
             "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
             "seg_weight": seg_w,
             "dec_weight": dec_w,
             **stats,
             "time_s": time.perf_counter() - t0,
         }
-        if scheduler is not None:
+        if scheduler is not None and not per_step:
             scheduler.step()
         # As the original: after the first epoch, every validation_every-th after it, the last.
         last_epoch = epoch + 1 == cfg.epochs

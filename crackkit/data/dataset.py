@@ -214,8 +214,9 @@ class CrackDataset(Dataset):
     """Samples as tensors: ``image`` uint8 (C, H, W), ``mask`` float (1, H, W) in {0, 1},
     ``weight`` float (1, H, W) when weighted loss is on, ``label`` float (), ``index`` int.
 
-    Training samples (``train=True``) get the configured mask dilation, augmentation and loss
-    weights; evaluation samples keep the annotation as drawn.
+    Training samples (``train=True``) get the configured mask dilation, random crop
+    (:meth:`crop_window`; ``label`` is then whether the crop holds a crack pixel), augmentation
+    and loss weights; evaluation samples keep the annotation as drawn.
 
     Images whose size differs from ``(cfg.input_height, cfg.input_width)`` are resized (masks by
     nearest neighbour after a max-preserving step, so thin cracks survive downscaling).
@@ -248,6 +249,17 @@ class CrackDataset(Dataset):
             contrast=float(rng.uniform(0.8, 1.2)),
         )
 
+    def crop_window(self, index: int) -> tuple[int, int, int, int] | None:
+        """``(top, left, height, width)`` of sample ``index``'s training crop this epoch (drawn
+        uniformly from ``(seed, epoch, index)``), or None: no crop configured, or not training."""
+        h, w = self.cfg.train_crop_height, self.cfg.train_crop_width
+        if not (self.train and h and w):
+            return None
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, index, 1])
+        top = int(rng.integers(0, self.cfg.input_height - h + 1))
+        left = int(rng.integers(0, self.cfg.input_width - w + 1))
+        return top, left, h, w
+
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image uint8 (H, W, C) and mask bool (H, W) at the configured input size."""
         sample = self.samples[index]
@@ -278,13 +290,20 @@ class CrackDataset(Dataset):
         image, mask = self.read(index)
         if self.train and self.cfg.dilate > 1:
             mask = dilate_mask(mask, self.cfg.dilate)
+        label = float(self.labels[index])
+        window = self.crop_window(index)
+        if window is not None:
+            top, left, h, w = window
+            image = image[top : top + h, left : left + w]
+            mask = mask[top : top + h, left : left + w]
+            label = float(mask.any())
         aug = self._augmentation(index)
         if aug is not None:
             image, mask = _apply(aug, image, mask)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
-            "label": torch.tensor(float(self.labels[index])),
+            "label": torch.tensor(label),
             "index": torch.tensor(index),
         }
         if self.cfg.weighted_seg_loss:
