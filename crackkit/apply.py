@@ -87,7 +87,6 @@ from PIL import Image
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from crackkit.config import ConfigError
 from crackkit.data.folder import (
     IMAGE_EXTENSIONS,
     DatasetError,
@@ -96,7 +95,7 @@ from crackkit.data.folder import (
     visible_entries,
 )
 from crackkit.files import atomic_write_json, atomic_write_text, write_csv
-from crackkit.geometry import GEOMETRY_COLUMNS, measure, skeleton_widths
+from crackkit.geometry import GEOMETRY_COLUMNS, check_mm_per_px, measure, skeleton_widths
 from crackkit.geometry import rows as geometry_rows
 from crackkit.predict import Predictor, PredictWarning, _padded_shape
 from crackkit.report import error_overlay
@@ -140,19 +139,6 @@ _EXIF_TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION = 0x0112
-
-
-def _check_mm_per_px(mm_per_px: Any) -> float | None:
-    if mm_per_px is None:
-        return None
-    if isinstance(mm_per_px, bool) or not isinstance(
-        mm_per_px, int | float | np.integer | np.floating
-    ):
-        raise ConfigError(f"mm_per_px must be a number > 0 or None, got {mm_per_px!r}")
-    value = float(mm_per_px)
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"mm_per_px must be a finite number > 0, got {mm_per_px!r}")
-    return value
 
 
 @dataclass
@@ -442,7 +428,7 @@ def predict_folder(
         raise ValueError("an ONNX model holds its weights: give it without checkpoint or weights")
     if original_weights is not None and architecture is None:
         raise ValueError("original weights need their architecture (segdecnet, ...)")
-    mm_per_px = _check_mm_per_px(mm_per_px)
+    mm_per_px = check_mm_per_px(mm_per_px)
     geometry = bool(geometry) or mm_per_px is not None
     options = {
         "tile": tile,

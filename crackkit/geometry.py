@@ -96,7 +96,8 @@ Order.
 Inputs.
     ``mask``: a 2-D numpy array or torch tensor (moved to the CPU), bool or 0/1 integers or
     floats; anything else raises ``ValueError`` naming the shape, dtype or value found.
-    ``mm_per_px``: ``None`` or a finite number ``> 0``; anything else raises ``ValueError``.
+    ``mm_per_px``: ``None`` or a finite number ``> 0``; anything else raises ``ConfigError`` (a
+    ``ValueError``).
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ from scipy.sparse.csgraph import minimum_spanning_tree
 from skimage.measure import label
 from skimage.morphology import skeletonize
 
-__all__ = ["GEOMETRY_COLUMNS", "measure", "rows", "skeleton_widths"]
+from crackkit.config import ConfigError
+
+__all__ = ["GEOMETRY_COLUMNS", "check_mm_per_px", "measure", "rows", "skeleton_widths"]
 
 #: CSV column order of one crack (:func:`rows` puts an ``image`` column before these).
 GEOMETRY_COLUMNS = (
@@ -170,17 +173,19 @@ def _as_mask(mask: Any) -> np.ndarray:
     return arr != 0
 
 
-def _check_scale(mm_per_px: Any) -> float | None:
+def check_mm_per_px(mm_per_px: Any) -> float | None:
+    """``mm_per_px`` as a float, or None; anything but a finite number > 0 (or None) raises
+    :class:`~crackkit.config.ConfigError` (a ``ValueError``) naming the value."""
     if mm_per_px is None:
         return None
     if isinstance(mm_per_px, bool | np.bool_) or not isinstance(
         mm_per_px, int | float | np.integer | np.floating
     ):
-        raise ValueError(f"mm_per_px must be a number > 0 or None; found {mm_per_px!r}")
-    scale = float(mm_per_px)
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"mm_per_px must be a finite number > 0; found {mm_per_px!r}")
-    return scale
+        raise ConfigError(f"mm_per_px must be a number > 0 or None, got {mm_per_px!r}")
+    value = float(mm_per_px)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"mm_per_px must be a finite number > 0, got {mm_per_px!r}")
+    return value
 
 
 # --- one crack -------------------------------------------------------------------------------
@@ -335,7 +340,7 @@ def measure(mask: Any, mm_per_px: float | None = None) -> list[dict[str, Any]]:
         ValueError: ``mask`` is not 2-D or not binary; ``mm_per_px`` is not a number > 0.
     """
     arr = _as_mask(mask)
-    scale = _check_scale(mm_per_px)
+    scale = check_mm_per_px(mm_per_px)
     found = [(bbox, m) for bbox, m in _cracks(arr)]
     found.sort(key=lambda item: -item[1]["length"])  # stable: label order breaks ties
     out = []
