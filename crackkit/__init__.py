@@ -9,7 +9,7 @@ Layers, from the top down:
     4 interface      cli notebook
     3 orchestration  run report pipeline predict apply export compare sweep launch batch
     2 engine         runtime losses checkpoint inference tiling evaluate train
-    1 parts          fftconv model metrics data distributed geometry
+    1 parts          fftconv ema model metrics data distributed geometry
     0 ground         specs paths files config
 
 - **ground**: the names and size rules (``specs``), the folders (``paths``), atomic file

@@ -8,12 +8,20 @@ so the segmentation loss starts alone (weight 1, decision weight 0) and the deci
 over linearly; at the last epoch ``e = E - 1`` the weights are ``1/E`` and ``δ · (E - 1) / E``.
 Without dynamic balancing the weights are ``(1, δ)`` throughout.
 
+With ``bce_loss_w`` (SegDecNet++'s ``BCE_LOSS_W``) each BCE weighs its positives by the training
+set's negative-to-positive ratio: pixels for the segmentation loss, images for the decision loss.
+The weighted segmentation loss may be taken on logits shifted by a constant (``seg_logit_offset``,
+``log`` of its positive weight): the gradients are those of the published loss on a network whose
+final bias is that constant higher, so the network's own output stays at the unweighted optimum, a
+calibrated probability (see :meth:`SegDecLoss.from_config`).
+
 Every loss is computed in float32, whatever the dtype of the logits (bf16 under autocast), and
 returned as a tensor: nothing here calls ``.item()``, so a training step makes no host sync.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SegDecLoss",
+    "bce_class_weights",
     "decision_loss",
     "downsample_target",
     "loss_weights",
@@ -99,6 +108,8 @@ def segmentation_loss(
     weights: torch.Tensor | None = None,
     *,
     reduction: str = "mean",
+    pos_weight: float | None = None,
+    logit_offset: float = 0.0,
 ) -> torch.Tensor:
     """Pixel-wise binary cross-entropy of the segmentation output, optionally weighted.
 
@@ -112,6 +123,9 @@ def segmentation_loss(
         weights: (N, 1, H, W) per-pixel weights multiplying the per-pixel loss, or None for 1.
         reduction: ``"mean"`` over all pixels of all images (the weighted sum divided by the pixel
             count, not by the weight total), ``"sum"``, or ``"none"`` for the (N, 1, h, w) map.
+        pos_weight: weight of the positive term, ``-[w·y·log σ(z) + (1 - y)·log(1 - σ(z))]``
+            (``BCEWithLogitsLoss(pos_weight=w)``), or None for 1.
+        logit_offset: a constant added to the logits before the loss.
 
     Returns:
         float32 scalar, or (N, 1, h, w) float32 for ``reduction="none"``.
@@ -132,7 +146,12 @@ def segmentation_loss(
         )
     size = tuple(seg_logits.shape[-2:])
     target = downsample_target(masks.float(), size)
-    per_pixel = F.binary_cross_entropy_with_logits(seg_logits.float(), target, reduction="none")
+    logits = seg_logits.float()
+    if logit_offset:
+        logits = logits + logit_offset
+    per_pixel = F.binary_cross_entropy_with_logits(
+        logits, target, reduction="none", pos_weight=_weight_tensor(pos_weight, logits)
+    )
     if weights is not None:
         per_pixel = per_pixel * downsample_target(weights.float(), size)
     if reduction == "mean":
@@ -142,12 +161,21 @@ def segmentation_loss(
     return per_pixel
 
 
-def decision_loss(dec_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _weight_tensor(pos_weight: float | None, like: torch.Tensor) -> torch.Tensor | None:
+    if pos_weight is None:
+        return None
+    return torch.tensor(float(pos_weight), dtype=like.dtype, device=like.device)
+
+
+def decision_loss(
+    dec_logits: torch.Tensor, labels: torch.Tensor, *, pos_weight: float | None = None
+) -> torch.Tensor:
     """Binary cross-entropy of the image-level decision, averaged over the batch.
 
     Args:
         dec_logits: (N, 1) logits, any float dtype.
         labels: (N,) or (N, 1), 1 for an image with a crack (bool or float).
+        pos_weight: weight of the positive term (as in :func:`segmentation_loss`), or None for 1.
 
     Returns:
         float32 scalar.
@@ -160,8 +188,9 @@ def decision_loss(dec_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
             f"dec_logits must be (N, 1) and labels (N,); got {tuple(dec_logits.shape)} and "
             f"{tuple(labels.shape)}"
         )
+    logits = dec_logits.float().reshape(-1)
     return F.binary_cross_entropy_with_logits(
-        dec_logits.float().reshape(-1), labels.float().reshape(-1)
+        logits, labels.float().reshape(-1), pos_weight=_weight_tensor(pos_weight, logits)
     )
 
 
@@ -174,6 +203,9 @@ def total_loss(
     *,
     seg_weight: float,
     dec_weight: float,
+    seg_pos_weight: float | None = None,
+    dec_pos_weight: float | None = None,
+    seg_logit_offset: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Weighted sum of the segmentation and decision losses of one batch.
 
@@ -185,18 +217,38 @@ def total_loss(
         weights: (N, 1, H, W) per-pixel segmentation-loss weights, or None.
         seg_weight: weight of the segmentation loss (see :func:`loss_weights`).
         dec_weight: weight of the decision loss.
+        seg_pos_weight, dec_pos_weight: positive-class weights of the two BCEs, or None for 1.
+        seg_logit_offset: constant added to the segmentation logits inside the loss.
 
     Returns:
         float32 scalars ``{"loss": seg_weight·loss_seg + dec_weight·loss_dec, "loss_seg",
         "loss_dec"}``; only ``"loss"`` is meant for ``backward``.
     """
-    loss_seg = segmentation_loss(seg_logits, masks, weights)
-    loss_dec = decision_loss(dec_logits, labels)
+    loss_seg = segmentation_loss(
+        seg_logits, masks, weights, pos_weight=seg_pos_weight, logit_offset=seg_logit_offset
+    )
+    loss_dec = decision_loss(dec_logits, labels, pos_weight=dec_pos_weight)
     return {
         "loss": seg_weight * loss_seg + dec_weight * loss_dec,
         "loss_seg": loss_seg.detach(),
         "loss_dec": loss_dec.detach(),
     }
+
+
+def bce_class_weights(
+    crack_fraction: float, n_positive: int, n_negative: int
+) -> tuple[float, float]:
+    """SegDecNet++'s ``BCE_LOSS_W`` positive weights, ``(segmentation, decision)``.
+
+    The segmentation weight is the training masks' background-to-crack pixel ratio,
+    ``(1 - f) / f`` for a crack fraction ``f``; the decision weight the crack-free-to-crack image
+    ratio. Each is 0 when its positive class is empty, as in the published code (so a training set
+    without crack-free images, CrackForest's, gives the decision loss no positive term).
+    """
+    f = float(crack_fraction)
+    seg = (1.0 - f) / f if f > 0 else 0.0
+    dec = n_negative / n_positive if n_positive else 0.0
+    return seg, dec
 
 
 @dataclass(frozen=True)
@@ -207,16 +259,52 @@ class SegDecLoss:
         epochs: number of epochs ``E``.
         delta: decision-loss weight ``δ``.
         dynamic: dynamic balancing on.
+        seg_pos_weight, dec_pos_weight: positive-class weights of the BCEs (None: unweighted).
+        seg_logit_offset: constant added to the segmentation logits inside the loss.
     """
 
     epochs: int
     delta: float
     dynamic: bool
+    seg_pos_weight: float | None = None
+    dec_pos_weight: float | None = None
+    seg_logit_offset: float = 0.0
 
     @classmethod
-    def from_config(cls, cfg: RunConfig) -> SegDecLoss:
-        """Read ``epochs``, ``delta_cls_loss`` and ``dyn_balanced_loss`` from a run config."""
-        return cls(cfg.epochs, cfg.delta_cls_loss, cfg.dyn_balanced_loss)
+    def from_config(
+        cls,
+        cfg: RunConfig,
+        *,
+        crack_fraction: float | None = None,
+        n_positive: int = 0,
+        n_negative: int = 0,
+    ) -> SegDecLoss:
+        """Read ``epochs``, ``delta_cls_loss``, ``dyn_balanced_loss`` and ``bce_loss_w``.
+
+        With ``bce_loss_w`` the positive weights come from :func:`bce_class_weights` of the
+        training set's ``crack_fraction`` and image counts. With ``seg_prior_init`` as well, the
+        segmentation loss is taken on the logits plus ``log`` of its weight: the network's bias
+        starts at ``logit(f)``, so the weighted loss starts at 0 (p = 0.5), where the published
+        code starts it, and follows the same gradients, while the network's output stays a
+        calibrated probability (the weighted loss's optimum is the true logit plus that ``log``).
+
+        Raises:
+            ValueError: ``bce_loss_w`` without a ``crack_fraction``.
+        """
+        if not cfg.bce_loss_w:
+            return cls(cfg.epochs, cfg.delta_cls_loss, cfg.dyn_balanced_loss)
+        if crack_fraction is None:
+            raise ValueError("bce_loss_w needs the training masks' crack_fraction")
+        seg_w, dec_w = bce_class_weights(crack_fraction, n_positive, n_negative)
+        offset = math.log(seg_w) if cfg.seg_prior_init and seg_w > 0 else 0.0
+        return cls(
+            cfg.epochs,
+            cfg.delta_cls_loss,
+            cfg.dyn_balanced_loss,
+            seg_pos_weight=seg_w,
+            dec_pos_weight=dec_w,
+            seg_logit_offset=offset,
+        )
 
     def weights(self, epoch: int) -> tuple[float, float]:
         """``(seg_weight, dec_weight)`` at 0-based ``epoch``."""
@@ -242,4 +330,7 @@ class SegDecLoss:
             weights,
             seg_weight=seg_weight,
             dec_weight=dec_weight,
+            seg_pos_weight=self.seg_pos_weight,
+            dec_pos_weight=self.dec_pos_weight,
+            seg_logit_offset=self.seg_logit_offset,
         )

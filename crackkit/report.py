@@ -378,6 +378,7 @@ def _parameters_section(cfg: RunConfig) -> str:
     extra = [
         ["Architecture", cfg.architecture],
         ["Weighted seg. loss p / max", f"{cfg.weighted_seg_loss_p} / {cfg.weighted_seg_loss_max}"],
+        ["Class-weighted BCE (bce_loss_w, SegDecNet++)", cfg.bce_loss_w],
         ["Validation every (epochs)", cfg.validation_every],
         [
             "LR scheduler (step, gamma)",

@@ -36,6 +36,7 @@ from crackkit.config import RunConfig, config_diff
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import Sample
 from crackkit.data.sampling import FrequencySampler
+from crackkit.ema import WeightEMA
 from crackkit.evaluate import evaluate
 from crackkit.files import write_csv
 from crackkit.inference import to_input
@@ -129,10 +130,11 @@ def train_one_epoch(
     progress: bool = True,
     desc: str = "train",
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ema: WeightEMA | None = None,
 ) -> dict[str, Any]:
     """One pass over ``loader`` at 0-based ``epoch``; returns mean losses, correct decisions and
     the sample count (summed over the processes of a distributed run). ``scheduler``, when
-    given, is stepped after every optimizer step (a per-step schedule).
+    given, is stepped after every optimizer step (a per-step schedule), and so is ``ema``.
 
     Raises:
         NonFiniteLossError: a batch's loss was NaN or infinite (the message names the batch).
@@ -158,6 +160,8 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update()
         n = x.shape[0]
         n_samples += n
         detached = torch.stack([losses["loss"].detach(), losses["loss_seg"], losses["loss_dec"]])
@@ -265,15 +269,29 @@ def train(
     seed_everything(cfg.seed, device)
     model, placement = model_for(cfg, device)
     train_ds = CrackDataset(splits["train"], cfg, train=True)
+    fraction = train_ds.crack_fraction() if cfg.seg_prior_init or cfg.bce_loss_w else None
     if cfg.seg_prior_init and not (resume and checkpoints.last.exists()):
-        fraction = train_ds.crack_fraction()
         bias = init_segmentation_prior(model, fraction)
         log(
             f"Segmentation prior: crack fraction {fraction:.5f} of the training masks, "
             f"final segmentation bias set to {bias:.4f}"
         )
     optimizer = build_optimizer(cfg, model)
-    loss_fn = SegDecLoss.from_config(cfg)
+    n_pos = sum(train_ds.labels)
+    loss_fn = SegDecLoss.from_config(
+        cfg, crack_fraction=fraction, n_positive=n_pos, n_negative=len(train_ds.labels) - n_pos
+    )
+    if cfg.bce_loss_w:
+        log(
+            f"Class-weighted BCE (bce_loss_w): segmentation pos_weight "
+            f"{loss_fn.seg_pos_weight:.3f}, decision pos_weight {loss_fn.dec_pos_weight:.3f}"
+            + (
+                f", segmentation loss on the logits + {loss_fn.seg_logit_offset:.4f} "
+                "(calibrated outputs, seg_prior_init)"
+                if loss_fn.seg_logit_offset
+                else ""
+            )
+        )
     step_model = model
     if dist_info.enabled:
         step_model = torch.nn.parallel.DistributedDataParallel(
@@ -299,6 +317,9 @@ def train(
     )
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch=len(loader))
     per_step = getattr(scheduler, "per_step", False)
+    # With ema_decay the average is the run's model: validated, chosen, saved as "model".
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    eval_model = ema.module if ema is not None else model
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -math.inf, "epoch": None, "metrics": None}
@@ -308,7 +329,11 @@ def train(
         log(f"Resuming {name}: no epoch was completed yet, starting at epoch 1")
     elif resume:
         state = _resume_state(checkpoints.last, cfg)
-        model.load_state_dict(state["model"])
+        if ema is not None:
+            model.load_state_dict(state["train_model"])
+            ema.load(state["model"], state["ema"]["steps"])
+        else:
+            model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -333,6 +358,7 @@ def train(
             progress=progress,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             scheduler=scheduler if per_step else None,
+            ema=ema,
         )
         row: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -349,7 +375,7 @@ def train(
         if val_ds is not None and (epoch % cfg.validation_every == 0 or last_epoch) and main:
             t1 = time.perf_counter()
             metrics, _ = evaluate(
-                model,
+                eval_model,
                 val_ds,
                 device,
                 tolerance=cfg.tolerance,
@@ -366,12 +392,13 @@ def train(
             row["best"] = score > best["score"]
             if row["best"]:
                 best = {"score": score, "epoch": epoch + 1, "metrics": slim_metrics(metrics)}
-                checkpoints.save("best", model_state(model, cfg, epoch + 1, best))
+                checkpoints.save("best", model_state(eval_model, cfg, epoch + 1, best))
         history.append(row)
         if main:
             checkpoints.save(
                 "last",
-                model_state(model, cfg, epoch + 1, best)
+                model_state(eval_model, cfg, epoch + 1, best)
+                | _ema_state(model, ema)
                 | {
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -390,6 +417,8 @@ def train(
         distributed.barrier()
 
     chosen = checkpoints.last
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     if main and cfg.use_best_model and best["epoch"] is not None:
         chosen = checkpoints.best
         model.load_state_dict(load_checkpoint(chosen)["model"])
@@ -399,6 +428,16 @@ def train(
         )
     run_dir = checkpoints.folder.parent
     return TrainResult(model, history, best, run_dir=run_dir, checkpoint=chosen)
+
+
+def _ema_state(model: nn.Module, ema: WeightEMA | None) -> dict[str, Any]:
+    """What ``last.pt`` adds with ``ema_decay``: the trained weights and the average's count."""
+    if ema is None:
+        return {}
+    return {
+        "train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "ema": ema.state_dict(),
+    }
 
 
 def _resume_state(path: Path, cfg: RunConfig) -> dict[str, Any]:
