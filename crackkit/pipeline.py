@@ -76,6 +76,7 @@ def prepare(
         cfg.seed,
         negatives_without_mask=cfg.negatives_without_mask,
         negatives_dir=cfg.negatives_dir or None,
+        progress=progress,
     )
     for name, samples in splits.items():
         if not samples:
@@ -355,9 +356,13 @@ def evaluate_dataset(
     eval_cfg = cfg.replace(dataset=str(dataset))
     root = resolve_dataset(eval_cfg, progress=progress)
     if (Path(root) / split).is_dir():  # only the split evaluated need be there
-        samples = scan_split(root, split, negatives_without_mask=cfg.negatives_without_mask)
+        samples = scan_split(
+            root, split, negatives_without_mask=cfg.negatives_without_mask, progress=progress
+        )
     else:  # a validation split drawn from train, as the data set's runs draw it
-        splits = load_splits(root, cfg.seed, negatives_without_mask=cfg.negatives_without_mask)
+        splits = load_splits(
+            root, cfg.seed, negatives_without_mask=cfg.negatives_without_mask, progress=progress
+        )
         if split not in splits:
             raise DatasetError(f"data set {root} has no {split!r} split")
         samples = splits[split]

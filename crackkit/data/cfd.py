@@ -491,7 +491,9 @@ def _import_tree(
             say(verbose, f"WARNING: {warning}")
         say(verbose, f"  license: {CFD_LICENSE}")
         say(verbose, f"  cite: {CFD_CITATION}")
-        finish_import(staging, final, report.to_dict(), report.counts, overwrite=overwrite)
+        finish_import(
+            staging, final, report.to_dict(), report.counts, overwrite=overwrite, progress=progress
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

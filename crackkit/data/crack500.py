@@ -896,7 +896,9 @@ def _import_tree(
         report.warnings = [shown(w, shown_as) for w in warnings]
         for warning in report.warnings:
             say(verbose, f"WARNING: {warning}")
-        finish_import(staging, final, report.to_dict(), report.counts, overwrite=overwrite)
+        finish_import(
+            staging, final, report.to_dict(), report.counts, overwrite=overwrite, progress=progress
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

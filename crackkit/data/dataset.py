@@ -101,6 +101,7 @@ def load_splits(
     negatives_without_mask: bool = False,
     negatives_dir: str | Path | None = None,
     check: bool = True,
+    progress: bool = True,
 ) -> dict[str, list[Sample]]:
     """Scan train/val/test; when ``val`` is absent, split it from train (seeded, 15%).
 
@@ -113,7 +114,11 @@ def load_splits(
         if split == "val" and not (root / "val").is_dir():
             continue
         splits[split] = scan_split(
-            root, split, negatives_without_mask=negatives_without_mask, check=check
+            root,
+            split,
+            negatives_without_mask=negatives_without_mask,
+            check=check,
+            progress=progress,
         )
     if negatives_dir:
         _add_negatives(splits, Path(negatives_dir).expanduser())

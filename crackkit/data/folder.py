@@ -284,9 +284,7 @@ def _split_dir(root: Path, split: str) -> Path:
         raise DatasetError(f"{root}: data set folder does not exist")
     split_dir = root / split
     if not split_dir.is_dir():
-        present = sorted(
-            p.name for p in visible_entries(root) if p.is_dir()
-        )
+        present = sorted(p.name for p in visible_entries(root) if p.is_dir())
         raise DatasetError(
             f"{split_dir}: split folder {split!r} not found; folders present in {root}: "
             f"{present or 'none'}; expected {'/'.join(SPLITS)} with images/ and masks/ inside"
@@ -300,6 +298,7 @@ def scan_split(
     *,
     negatives_without_mask: bool = False,
     check: bool = True,
+    progress: bool = True,
 ) -> list[Sample]:
     """List the samples of one split, pairing images and masks by stem.
 
@@ -308,6 +307,7 @@ def scan_split(
         split: name of the split folder.
         negatives_without_mask: accept images that have no mask file as negatives.
         check: read every image header and mask, check sizes and binarity, fill ``positive``.
+        progress: a progress bar while checking a split of more than 200 files.
 
     Returns:
         Samples sorted by stem.
@@ -359,7 +359,7 @@ def scan_split(
                 samples,
                 desc=f"checking {split}",
                 unit="img",
-                disable=len(samples) + len(masks) <= _PROGRESS_MIN_FILES,
+                disable=not progress or len(samples) + len(masks) <= _PROGRESS_MIN_FILES,
             )
         ]
     return samples
@@ -382,8 +382,11 @@ def split_counts(
     root: str | Path,
     splits: Sequence[str] = SPLITS,
     negatives_without_mask: bool = False,
+    *,
+    progress: bool = True,
 ) -> dict[str, dict[str, int]]:
-    """Count positives and negatives in each existing split (reads every mask).
+    """Count positives and negatives in each existing split (reads every mask; ``progress`` as
+    in :func:`scan_split`).
 
     Returns:
         ``{split: {"positives": int, "negatives": int, "sum": int}}`` for the splits present.
@@ -393,7 +396,9 @@ def split_counts(
     for split in splits:
         if not (root / split).is_dir():
             continue
-        samples = scan_split(root, split, negatives_without_mask=negatives_without_mask)
+        samples = scan_split(
+            root, split, negatives_without_mask=negatives_without_mask, progress=progress
+        )
         positives = sum(bool(s.positive) for s in samples)
         counts[split] = {
             "positives": positives,

@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 
-
 def say(verbose: bool, message: str) -> None:
     """Print ``message`` (flushed) when ``verbose``."""
     if verbose:
@@ -85,7 +84,13 @@ def subdirs(folder: Path) -> dict[str, Path]:
 
 
 def finish_import(
-    staging: Path, final: Path, record: dict, counts: dict, *, overwrite: bool
+    staging: Path,
+    final: Path,
+    record: dict,
+    counts: dict,
+    *,
+    overwrite: bool,
+    progress: bool = True,
 ) -> None:
     """Check what ``staging`` holds against ``counts``, write ``record`` as its ``dataset.json``
     (with a ``created`` time stamp) and move it into place.
@@ -94,7 +99,7 @@ def finish_import(
         RuntimeError: the files written differ from the counts the importer reported.
         DatasetError: ``final`` exists and ``overwrite`` is False.
     """
-    written = split_counts(staging)
+    written = split_counts(staging, progress=progress)
     if written != counts:
         raise RuntimeError(f"import wrote {written} but counted {counts}")
     record = dict(record)

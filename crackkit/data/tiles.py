@@ -305,7 +305,7 @@ def tile_dataset(
             "dropped": dropped,
             "dest": str(dest),
         }
-        finish_import(staging, dest, record, counts, overwrite=overwrite)
+        finish_import(staging, dest, record, counts, overwrite=overwrite, progress=progress)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

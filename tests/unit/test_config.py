@@ -146,8 +146,8 @@ def test_replace_revalidates():
         RunConfig().replace(lr=-1.0)
 
 
-def test_make_report_keeps_its_12_epochs_while_the_default_is_11():
+def test_make_report_keeps_its_12_epochs_while_the_default_is_10():
     """The synthetic preset (make report) pins the 12 epochs its README figures were measured
-    with; a run with no preset trains 11 (the 20-minute budget for about 100 images)."""
-    assert make_config().epochs == 11
+    with; a run with no preset trains 10 (the 20-minute budget for about 100 images)."""
+    assert make_config().epochs == 10
     assert make_config(preset="synthetic").epochs == 12

@@ -314,3 +314,17 @@ def test_write_sample_refuses_a_second_file_for_a_stem(tmp_path: Path) -> None:
     write_sample(tmp_path, "train", "s1", _image(), _crack(), image_ext=".png")
     with pytest.raises(DatasetError, match=re.escape("s1.png: already holds stem 's1'")):
         write_sample(tmp_path, "train", "s1", _image(), _crack(), image_ext=".jpg")
+
+
+def test_a_large_split_shows_a_bar_only_when_progress_is_on(tmp_path: Path, capsys) -> None:
+    """Checking more than 200 files shows a bar; ``progress=False`` (an importer's
+    ``--no-progress``, a quiet run) keeps it silent, through ``split_counts`` as well."""
+    for i in range(101):
+        _add(tmp_path, "train", f"s{i:03d}", _crack() if i % 2 else np.zeros((H, W), bool))
+    capsys.readouterr()
+    split_counts(tmp_path, ("train",), progress=False)
+    scan_split(tmp_path, "train", progress=False)
+    assert capsys.readouterr().err == ""
+    counts = split_counts(tmp_path, ("train",))
+    assert "checking train" in capsys.readouterr().err
+    assert counts == {"train": {"positives": 50, "negatives": 51, "sum": 101}}
