@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 
@@ -36,3 +37,21 @@ def module_kit_dirs(tmp_path_factory):
         yield _redirect(mp, tmp_path_factory.mktemp("kit"))
     finally:
         mp.undo()
+
+
+@pytest.fixture
+def bar_folder(tmp_path):
+    """A data set of 64x128 images, 4 per split: 3 with a dark 2-pixel bar (its mask) and one
+    crack-free, on a seeded noisy background."""
+    from crackkit.data.folder import write_sample
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        for i in range(4):
+            image = rng.integers(150, 220, (64, 128, 3), dtype=np.uint8)
+            mask = np.zeros((64, 128), bool)
+            if i < 3:
+                mask[10 + 8 * i : 12 + 8 * i, 5:100] = True
+                image[mask] = 40
+            write_sample(tmp_path, split, f"{split}{i}", image, mask, image_ext=".png")
+    return tmp_path

@@ -12,7 +12,6 @@ import torch
 from crackkit.checkpoint import Checkpoints
 from crackkit.config import make_config
 from crackkit.data.dataset import load_splits
-from crackkit.data.folder import write_sample
 from crackkit.losses import SegDecLoss, bce_class_weights, decision_loss, segmentation_loss
 from crackkit.model import build_model, init_segmentation_prior, segmentation_bias
 from crackkit.train import train
@@ -123,29 +122,15 @@ def test_calibrated_form_follows_the_published_gradients(architecture):
     )
 
 
-@pytest.fixture
-def folder(tmp_path):
-    rng = np.random.default_rng(0)
-    for split in ("train", "val", "test"):
-        for i in range(4):
-            image = rng.integers(150, 220, (64, 128, 3), dtype=np.uint8)
-            mask = np.zeros((64, 128), bool)
-            if i < 3:
-                mask[10 + 8 * i : 12 + 8 * i, 5:100] = True
-                image[mask] = 40
-            write_sample(tmp_path, split, f"{split}{i}", image, mask, image_ext=".png")
-    return tmp_path
-
-
-def test_a_run_with_bce_loss_w_logs_its_weights(folder, tmp_path):
+def test_a_run_with_bce_loss_w_logs_its_weights(bar_folder, tmp_path):
     cfg = make_config(
-        {"dataset": str(folder), "augmentation": False, "epochs": 1, "bce_loss_w": True},
+        {"dataset": str(bar_folder), "augmentation": False, "epochs": 1, "bce_loss_w": True},
         preset="tiny",
     )
     lines: list[str] = []
     result = train(
         cfg,
-        load_splits(folder),
+        load_splits(bar_folder),
         Checkpoints(tmp_path / "run" / "checkpoints"),
         history_path=tmp_path / "run" / "history.csv",
         progress=False,

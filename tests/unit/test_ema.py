@@ -3,7 +3,6 @@ resumes it."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,7 +10,6 @@ from torch import nn
 from crackkit.checkpoint import Checkpoints, load_checkpoint
 from crackkit.config import ConfigError, deviations, make_config
 from crackkit.data.dataset import load_splits
-from crackkit.data.folder import write_sample
 from crackkit.ema import WeightEMA, ema_decay_at
 from crackkit.train import train
 
@@ -51,20 +49,6 @@ def test_ema_is_a_named_deviation_off_by_default():
         make_config({"ema_decay": 1.0})
 
 
-@pytest.fixture
-def folder(tmp_path):
-    rng = np.random.default_rng(0)
-    for split in ("train", "val", "test"):
-        for i in range(4):
-            image = rng.integers(150, 220, (64, 128, 3), dtype=np.uint8)
-            mask = np.zeros((64, 128), bool)
-            if i < 3:
-                mask[10 + 8 * i : 12 + 8 * i, 5:100] = True
-                image[mask] = 40
-            write_sample(tmp_path, split, f"{split}{i}", image, mask, image_ext=".png")
-    return tmp_path
-
-
 def _train(cfg, folder, run, resume=False):
     return train(
         cfg,
@@ -77,14 +61,14 @@ def _train(cfg, folder, run, resume=False):
     )
 
 
-def test_a_run_saves_the_average_and_resumes_it_exactly(folder, tmp_path):
+def test_a_run_saves_the_average_and_resumes_it_exactly(bar_folder, tmp_path):
     base = {
-        "dataset": str(folder),
+        "dataset": str(bar_folder),
         "augmentation": False,
         "ema_decay": 0.6,
         "use_best_model": False,
     }
-    full = _train(make_config(base | {"epochs": 2}, preset="tiny"), folder, tmp_path / "full")
+    full = _train(make_config(base | {"epochs": 2}, preset="tiny"), bar_folder, tmp_path / "full")
     last = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     assert last["ema"]["steps"] == 4  # 4 training images at batch 2, two epochs
     trained, averaged = last["train_model"], last["model"]
@@ -94,11 +78,11 @@ def test_a_run_saves_the_average_and_resumes_it_exactly(folder, tmp_path):
 
     cfg = make_config(base | {"epochs": 2}, preset="tiny")
     run = tmp_path / "split"
-    _train(make_config(base | {"epochs": 1}, preset="tiny"), folder, run)
+    _train(make_config(base | {"epochs": 1}, preset="tiny"), bar_folder, run)
     # resuming needs the same run parameters: rewrite the stored epochs of the 1-epoch run
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     state["config"]["epochs"] = 2
     Checkpoints(run / "checkpoints").save("last", state)
-    resumed = _train(cfg, folder, run, resume=True)
+    resumed = _train(cfg, bar_folder, run, resume=True)
     for k, v in resumed.model.state_dict().items():
         assert torch.allclose(v, averaged[k], rtol=0, atol=1e-6), k
