@@ -269,8 +269,10 @@ def train(
     seed_everything(cfg.seed, device)
     model, placement = model_for(cfg, device)
     train_ds = CrackDataset(splits["train"], cfg, train=True)
-    fraction = train_ds.crack_fraction() if cfg.seg_prior_init or cfg.bce_loss_w else None
-    if cfg.seg_prior_init and not (resume and checkpoints.last.exists()):
+    fresh = not (resume and checkpoints.last.exists())
+    needs_fraction = cfg.bce_loss_w or (cfg.seg_prior_init and fresh)
+    fraction = train_ds.crack_fraction() if needs_fraction else None  # reads every mask
+    if cfg.seg_prior_init and fresh:
         bias = init_segmentation_prior(model, fraction)
         log(
             f"Segmentation prior: crack fraction {fraction:.5f} of the training masks, "
