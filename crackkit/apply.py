@@ -97,10 +97,10 @@ from crackkit.data.folder import (
 from crackkit.files import atomic_write_json, atomic_write_text, write_csv
 from crackkit.geometry import GEOMETRY_COLUMNS, check_mm_per_px, measure, skeleton_widths
 from crackkit.geometry import rows as geometry_rows
-from crackkit.predict import Predictor, PredictWarning, _padded_shape
+from crackkit.predict import Predictor, PredictWarning, padded_shape
 from crackkit.report import error_overlay
 from crackkit.run import RUN_FILES, RunDirError
-from crackkit.tiling import DEFAULT_TILE_MODE, _resolve_options, _scaled_size
+from crackkit.tiling import DEFAULT_TILE_MODE, resolve_options, scaled_size
 
 __all__ = [
     "CSV_COLUMNS",
@@ -441,7 +441,7 @@ def predict_folder(
     }
     if predictor is None:  # checked before any file is read (an "auto" tile after loading)
         mode = DEFAULT_TILE_MODE if tile_mode is None else tile_mode
-        _resolve_options(tile, overlap, mode, context, scale, None)
+        resolve_options(tile, overlap, mode, context, scale, None)
     run_path = Path(run_dir) if run_dir is not None else None
     if run_path is not None and not run_path.is_dir():
         raise RunDirError(f"no run folder at {run_path}")
@@ -478,8 +478,8 @@ def predict_folder(
     # Images that run whole are batched by padded size; a tiled image runs alone.
     groups: dict[Any, list[Path]] = {}
     for p in paths:
-        scaled = _scaled_size(*sizes[p], predictor.scale)
-        key = ("tiled", p) if predictor.plan(*scaled) is not None else _padded_shape(*scaled)
+        scaled = scaled_size(*sizes[p], predictor.scale)
+        key = ("tiled", p) if predictor.plan(*scaled) is not None else padded_shape(*scaled)
         groups.setdefault(key, []).append(p)
     by_path: dict[Path, ImageResult] = {}
     with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:

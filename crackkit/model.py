@@ -401,33 +401,65 @@ def build_model(
 _BLOCK = r"\.(?P<part>0\.weight|1\.scale|1\.bias)"
 _ENCODER_2023 = {1: 1, 2: 2, 3: 3, 4: 4}
 # 2021 ``volume`` Sequential: index -> (stage, block) of crackkit's encoder.
-_VOLUME_2021 = {0: (1, 0), 2: (2, 0), 3: (2, 1), 4: (2, 2), 6: (3, 0), 7: (3, 1), 8: (3, 2),
-                9: (3, 3), 11: (4, 0)}
+_VOLUME_2021 = {
+    0: (1, 0),
+    2: (2, 0),
+    3: (2, 1),
+    4: (2, 2),
+    6: (3, 0),
+    7: (3, 1),
+    8: (3, 2),
+    9: (3, 3),
+    11: (4, 0),
+}
 _RULES: list[tuple[re.Pattern[str], Any]] = [
     # 2023 repository (SegDecNetOriginalJIM, SegDecNetPlusPlus) and the seed fork.
-    (re.compile(r"volume(?P<s>[1-4])\.downsample\.conv_block_(?P<b>\d+)" + _BLOCK),
-     lambda m: f"encoder.stage{m['s']}.{int(m['b']) - 1}.{m['part']}"),
+    (
+        re.compile(r"volume(?P<s>[1-4])\.downsample\.conv_block_(?P<b>\d+)" + _BLOCK),
+        lambda m: f"encoder.stage{m['s']}.{int(m['b']) - 1}.{m['part']}",
+    ),
     # 2021 repository.
-    (re.compile(r"volume\.(?P<i>\d+)" + _BLOCK),
-     lambda m: (f"encoder.stage{_VOLUME_2021[int(m['i'])][0]}."
-                f"{_VOLUME_2021[int(m['i'])][1]}.{m['part']}")
-     if int(m["i"]) in _VOLUME_2021 else None),
-    (re.compile(r"seg_mask\.(?P<part>0\.weight|1\.scale|1\.bias)"),
-     lambda m: f"seg_head.{m['part']}"),
-    (re.compile(r"extractor\.(?P<i>[135])" + _BLOCK),
-     lambda m: f"decision.features.{m['i']}.{m['part']}"),
+    (
+        re.compile(r"volume\.(?P<i>\d+)" + _BLOCK),
+        lambda m: (
+            (
+                f"encoder.stage{_VOLUME_2021[int(m['i'])][0]}."
+                f"{_VOLUME_2021[int(m['i'])][1]}.{m['part']}"
+            )
+            if int(m["i"]) in _VOLUME_2021
+            else None
+        ),
+    ),
+    (
+        re.compile(r"seg_mask\.(?P<part>0\.weight|1\.scale|1\.bias)"),
+        lambda m: f"seg_head.{m['part']}",
+    ),
+    (
+        re.compile(r"extractor\.(?P<i>[135])" + _BLOCK),
+        lambda m: f"decision.features.{m['i']}.{m['part']}",
+    ),
     (re.compile(r"fc\.(?P<p>weight|bias)"), lambda m: f"decision.fc.{m['p']}"),
-    (re.compile(r"upsampling(?P<u>[123])\.upsample\.(?P<p>weight|bias)"),
-     lambda m: f"decoder.up{m['u']}.upsample.{m['p']}"),
-    (re.compile(r"upsampling(?P<u>[123])\.conv\.conv_block_(?P<b>\d+)" + _BLOCK),
-     lambda m: f"decoder.up{m['u']}.blocks.{int(m['b']) - 1}.{m['part']}"),
-    (re.compile(r"upsampling4\.(?P<part>0\.weight|1\.scale|1\.bias)"),
-     lambda m: f"decoder.out.{m['part']}"),
+    (
+        re.compile(r"upsampling(?P<u>[123])\.upsample\.(?P<p>weight|bias)"),
+        lambda m: f"decoder.up{m['u']}.upsample.{m['p']}",
+    ),
+    (
+        re.compile(r"upsampling(?P<u>[123])\.conv\.conv_block_(?P<b>\d+)" + _BLOCK),
+        lambda m: f"decoder.up{m['u']}.blocks.{int(m['b']) - 1}.{m['part']}",
+    ),
+    (
+        re.compile(r"upsampling4\.(?P<part>0\.weight|1\.scale|1\.bias)"),
+        lambda m: f"decoder.out.{m['part']}",
+    ),
     (re.compile(r"conv(?P<k>[123])_s\.weight"), lambda m: f"gates.proj{m['k']}.weight"),
-    (re.compile(r"se_module_diff1\._se_(?P<c>reduce|expand)\.(?P<p>weight|bias)"),
-     lambda m: f"gates.se1.{m['c']}.{m['p']}"),
-    (re.compile(r"se_module_diff2\._se_(?P<c>reduce|expand)\.(?P<p>weight|bias)"),
-     lambda m: f"gates.se23.{m['c']}.{m['p']}"),
+    (
+        re.compile(r"se_module_diff1\._se_(?P<c>reduce|expand)\.(?P<p>weight|bias)"),
+        lambda m: f"gates.se1.{m['c']}.{m['p']}",
+    ),
+    (
+        re.compile(r"se_module_diff2\._se_(?P<c>reduce|expand)\.(?P<p>weight|bias)"),
+        lambda m: f"gates.se23.{m['c']}.{m['p']}",
+    ),
 ]
 
 
@@ -464,7 +496,7 @@ def convert_original_state_dict(
         ours = {k: tuple(v.shape) for k, v in _CLASSES[architecture](3).state_dict().items()}
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        name = key[len("module."):] if key.startswith("module.") else key
+        name = key[len("module.") :] if key.startswith("module.") else key
         target = _crackkit_key(name)
         if target is None or target not in ours:
             raise OriginalWeightsError(
@@ -509,8 +541,12 @@ def original_key_shapes(architecture: str, in_channels: int = 3) -> dict[str, tu
         }
 
     keys: dict[str, tuple[int, ...]] = {}
-    encoder = [(1, [(in_channels, 32, 5)]), (2, [(32, 64, 5), (64, 64, 5), (64, 64, 5)]),
-               (3, [(64, 64, 5)] * 4), (4, [(64, 1024, 15)])]
+    encoder = [
+        (1, [(in_channels, 32, 5)]),
+        (2, [(32, 64, 5), (64, 64, 5), (64, 64, 5)]),
+        (3, [(64, 64, 5)] * 4),
+        (4, [(64, 1024, 15)]),
+    ]
     for stage, convs in encoder:
         for i, (cin, cout, k) in enumerate(convs, start=1):
             keys |= block(f"volume{stage}.downsample.conv_block_{i}", cin, cout, k)
@@ -518,19 +554,28 @@ def original_key_shapes(architecture: str, in_channels: int = 3) -> dict[str, tu
         keys |= block(f"extractor.{i}", cin, cout, 5)
     keys |= {"fc.weight": (1, 66), "fc.bias": (1,)}
     if architecture == "segdecnet":
-        keys |= {"seg_mask.0.weight": (1, 1024, 1, 1), "seg_mask.1.scale": (1, 1, 1, 1),
-                 "seg_mask.1.bias": (1, 1, 1, 1)}
+        keys |= {
+            "seg_mask.0.weight": (1, 1024, 1, 1),
+            "seg_mask.1.scale": (1, 1, 1, 1),
+            "seg_mask.1.bias": (1, 1, 1, 1),
+        }
         return keys
     for u, (cin, cout, skip, n) in enumerate(
         ((1024, 16, 64, 1), (16, 16, 64, 4), (16, 8, 32, 3)), start=1
     ):
-        keys |= {f"upsampling{u}.upsample.weight": (cin, cout, 5, 5),
-                 f"upsampling{u}.upsample.bias": (cout,)}
+        keys |= {
+            f"upsampling{u}.upsample.weight": (cin, cout, 5, 5),
+            f"upsampling{u}.upsample.bias": (cout,),
+        }
         for b in range(1, n + 1):
-            keys |= block(f"upsampling{u}.conv.conv_block_{b}", skip + cout if b == 1 else cout,
-                          cout, 5)
-    keys |= {"upsampling4.0.weight": (1, 8, 5, 5), "upsampling4.1.scale": (1, 1, 1, 1),
-             "upsampling4.1.bias": (1, 1, 1, 1)}
+            keys |= block(
+                f"upsampling{u}.conv.conv_block_{b}", skip + cout if b == 1 else cout, cout, 5
+            )
+    keys |= {
+        "upsampling4.0.weight": (1, 8, 5, 5),
+        "upsampling4.1.scale": (1, 1, 1, 1),
+        "upsampling4.1.bias": (1, 1, 1, 1),
+    }
     if architecture == "segdecnet++":
         for k, c in ((1, 32), (2, 64), (3, 64)):
             keys[f"conv{k}_s.weight"] = (c, c, 1, 1)

@@ -99,13 +99,13 @@ from crackkit.tiling import (
     TTA_VIEWS,
     WINDOW_FLOOR,
     TilePlan,
-    _final_norm,
-    _flip,
-    _resize_image,
-    _resize_prob,
-    _resolve_options,
-    _scaled_size,
+    final_norm,
+    flip_view,
     predict_tiled,
+    resize_image,
+    resize_prob,
+    resolve_options,
+    scaled_size,
     tile_plan,
 )
 
@@ -119,6 +119,7 @@ __all__ = [
     "PredictWarning",
     "Predictor",
     "import_onnx",
+    "padded_shape",
 ]
 
 DEFAULT_THRESHOLD = 0.5
@@ -190,14 +191,14 @@ def _onnx_outputs(session: Any, batch: torch.Tensor) -> tuple[list[float], np.nd
     return [float(s) for s in scores], np.asarray(probs[:, 0], dtype=np.float32)
 
 
-def _padded_shape(height: int, width: int) -> tuple[int, int]:
+def padded_shape(height: int, width: int) -> tuple[int, int]:
     """The smallest input the networks take that holds a ``height x width`` image."""
     return smallest_input(height, width)
 
 
 def _pads(height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((top, bottom), (left, right)) padding to :func:`_padded_shape`, split between both ends."""
-    ph, pw = _padded_shape(height, width)
+    """((top, bottom), (left, right)) padding to :func:`padded_shape`, split between both ends."""
+    ph, pw = padded_shape(height, width)
     dh, dw = ph - height, pw - width
     return (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)
 
@@ -308,15 +309,15 @@ class Predictor:
         """
         if tile_mode is None:
             tile_mode = DEFAULT_TILE_MODE
-            if tile_mode == "global" and _final_norm(self.model) is None:
+            if tile_mode == "global" and final_norm(self.model) is None:
                 tile_mode = "plain"
-        elif tile_mode == "global" and _final_norm(self.model) is None:
+        elif tile_mode == "global" and final_norm(self.model) is None:
             raise ConfigError(
                 "tile_mode 'global' needs a SegDecNet whose segmentation map ends in FeatureNorm "
                 "(a PyTorch model, not an ONNX graph); use 'plain' or 'context'"
             )
         auto = isinstance(tile, str)
-        tile, overlap, context, scale = _resolve_options(
+        tile, overlap, context, scale = resolve_options(
             tile, overlap, tile_mode, context, scale, (self.cfg.input_height, self.cfg.input_width)
         )
         self.tile: tuple[int, int] | None = tile
@@ -370,7 +371,7 @@ class Predictor:
 
     def windows(self, height: int, width: int) -> int:
         """Network inputs one view of a ``height x width`` image takes (1 when it runs whole)."""
-        plan = self.plan(*_scaled_size(height, width, self.scale))
+        plan = self.plan(*scaled_size(height, width, self.scale))
         return 1 if plan is None else len(plan)
 
     @property
@@ -613,16 +614,16 @@ class Predictor:
         arrays = [_to_channels(im, self.input_channels) for im in images]
         sizes = [a.shape[:2] for a in arrays]
         if self.scale != 1.0:
-            arrays = [_resize_image(a, _scaled_size(*a.shape[:2], self.scale)) for a in arrays]
+            arrays = [resize_image(a, scaled_size(*a.shape[:2], self.scale)) for a in arrays]
         views = TTA_VIEWS if self.tta else TTA_VIEWS[:1]
         results: dict[tuple[int, str], tuple[np.ndarray, float]] = {}
         groups: dict[tuple[int, int], list[tuple[tuple[int, str], np.ndarray]]] = {}
         for i, arr in enumerate(arrays):
             plan = self.plan(*arr.shape[:2])
             for view in views:
-                seen = _flip(arr, view)
+                seen = flip_view(arr, view)
                 if plan is None:
-                    groups.setdefault(_padded_shape(*seen.shape[:2]), []).append(((i, view), seen))
+                    groups.setdefault(padded_shape(*seen.shape[:2]), []).append(((i, view), seen))
                 else:
                     results[(i, view)] = self._predict_tiled(seen, plan)
         for items in groups.values():
@@ -638,16 +639,16 @@ class Predictor:
             else:
                 prob = np.zeros(arrays[i].shape[:2], np.float32)
                 for view in views:
-                    prob += _flip(results[(i, view)][0], view)
+                    prob += flip_view(results[(i, view)][0], view)
                 prob = np.clip(prob / np.float32(len(views)), 0.0, 1.0)
                 score = float(np.mean([results[(i, view)][1] for view in views]))
-            out.append((_resize_prob(prob, size), score))
+            out.append((resize_prob(prob, size), score))
         return out
 
     def _predict_tiled(self, array: np.ndarray, plan: TilePlan) -> tuple[np.ndarray, float]:
         """One image (H, W, C) uint8 by the windows of ``plan``: blended map, max score
         (:func:`crackkit.tiling.predict_tiled` in this predictor's tile mode)."""
-        norm = _final_norm(self.model) if self.tile_mode == "global" else None
+        norm = final_norm(self.model) if self.tile_mode == "global" else None
         return predict_tiled(
             array,
             plan,

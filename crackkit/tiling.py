@@ -87,8 +87,14 @@ __all__ = [
     "Forward",
     "TilePlan",
     "blend_window",
+    "final_norm",
+    "flip_view",
     "forward_pre_norm",
     "predict_tiled",
+    "resize_image",
+    "resize_prob",
+    "resolve_options",
+    "scaled_size",
     "tile_plan",
 ]
 
@@ -268,7 +274,7 @@ def tile_plan(
     )
 
 
-def _flip(array: np.ndarray, view: str) -> np.ndarray:
+def flip_view(array: np.ndarray, view: str) -> np.ndarray:
     """``array`` (H, W, ...) seen in a view of :data:`TTA_VIEWS` (each view is its own inverse)."""
     if view == "flip_left_right":
         return array[:, ::-1]
@@ -277,13 +283,14 @@ def _flip(array: np.ndarray, view: str) -> np.ndarray:
     return array
 
 
-def _scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``height x width`` times ``scale``, rounded, at least one pixel each way."""
     if scale == 1.0:
         return height, width
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _resize_image(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_image(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W, C) resized to ``size`` (H', W') by Pillow's bilinear filter."""
     if array.shape[:2] == tuple(size):
         return array
@@ -293,7 +300,7 @@ def _resize_image(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[..., None] if gray else out
 
 
-def _resize_prob(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_prob(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """float32 (H, W) resized to ``size`` by Pillow's bilinear filter, kept in [0, 1]."""
     if prob.shape == tuple(size):
         return prob
@@ -314,7 +321,7 @@ def _normalised_prob(pre: np.ndarray, norm: FeatureNorm) -> np.ndarray:
     return expit(logits).astype(np.float32)
 
 
-def _final_norm(model: nn.Module | None) -> FeatureNorm | None:
+def final_norm(model: nn.Module | None) -> FeatureNorm | None:
     """The FeatureNorm that ends a SegDecNet's segmentation map (None for other models)."""
     decoder = getattr(model, "decoder", None)
     stages = getattr(decoder, "out", None) if decoder is not None else None
@@ -324,7 +331,7 @@ def _final_norm(model: nn.Module | None) -> FeatureNorm | None:
     return None
 
 
-def _resolve_options(
+def resolve_options(
     tile: Any,
     overlap: Any,
     tile_mode: Any,

@@ -128,18 +128,27 @@ def reference_forward(w, x, arch):
 
             def se(v, m):
                 y = v.mean(dim=(2, 3), keepdim=True)
-                y = F.conv2d(y, w[f"se_module_diff{m}._se_reduce.weight"],
-                             w[f"se_module_diff{m}._se_reduce.bias"])
+                y = F.conv2d(
+                    y,
+                    w[f"se_module_diff{m}._se_reduce.weight"],
+                    w[f"se_module_diff{m}._se_reduce.bias"],
+                )
                 y = y * torch.sigmoid(y)
-                return F.conv2d(y, w[f"se_module_diff{m}._se_expand.weight"],
-                                w[f"se_module_diff{m}._se_expand.bias"])
+                return F.conv2d(
+                    y,
+                    w[f"se_module_diff{m}._se_expand.weight"],
+                    w[f"se_module_diff{m}._se_expand.bias"],
+                )
 
-            skips = [torch.sigmoid(se(s, m)) * F.conv2d(s, w[f"conv{i}_s.weight"])
-                     for i, (s, m) in enumerate(zip(skips, (1, 2, 2), strict=True), start=1)]
+            skips = [
+                torch.sigmoid(se(s, m)) * F.conv2d(s, w[f"conv{i}_s.weight"])
+                for i, (s, m) in enumerate(zip(skips, (1, 2, 2), strict=True), start=1)
+            ]
         y = v4
         for u, skip in zip((1, 2, 3), (skips[2], skips[1], skips[0]), strict=True):
-            y = F.conv_transpose2d(y, w[f"upsampling{u}.upsample.weight"],
-                                   w[f"upsampling{u}.upsample.bias"], stride=2)
+            y = F.conv_transpose2d(
+                y, w[f"upsampling{u}.upsample.weight"], w[f"upsampling{u}.upsample.bias"], stride=2
+            )
             y = crop_or_pad(y, skip.shape[2], skip.shape[3])
             y = torch.cat([skip, y], dim=1)
             b = 1
@@ -152,8 +161,14 @@ def reference_forward(w, x, arch):
     for p, *_ in HEAD:
         f = block(F.max_pool2d(f, 2), w, p)
     fc_in = torch.cat(
-        [f.amax(dim=(2, 3)), f.mean(dim=(2, 3)), seg_full.amax(dim=(2, 3)),
-         seg_full.mean(dim=(2, 3))], dim=1)
+        [
+            f.amax(dim=(2, 3)),
+            f.mean(dim=(2, 3)),
+            seg_full.amax(dim=(2, 3)),
+            seg_full.mean(dim=(2, 3)),
+        ],
+        dim=1,
+    )
     return F.linear(fc_in, w["fc.weight"], w["fc.bias"]), seg_full
 
 
@@ -173,8 +188,9 @@ def test_float64_function_equals_the_published_definition(arch, height, width) -
     w = random_weights(arch)
     model = build_model(arch, 3, height, width).double().eval()
     model.load_state_dict(convert_original_state_dict(w, arch))
-    x = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(1),
-                   dtype=torch.float64)
+    x = torch.rand(
+        2, 3, height, width, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
     with torch.no_grad():
         dec, seg = model(x)
         dec_ref, seg_ref = reference_forward(w, x, arch)
@@ -200,7 +216,7 @@ def test_2021_repository_names_convert() -> None:
     for k, v in w.items():
         for row, (prefix, *_rest) in enumerate(ENCODER, start=1):
             if k.startswith(prefix + "."):
-                k = f"volume.{index[row]}" + k[len(prefix):]
+                k = f"volume.{index[row]}" + k[len(prefix) :]
         old[k] = v
     assert any(k.startswith("volume.11.") for k in old)
     assert convert_original_state_dict(old, "segdecnet").keys() == (

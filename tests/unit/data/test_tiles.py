@@ -99,7 +99,13 @@ def test_tiles_positive_crack_free_dropped_and_stems(toy, tmp_path):
     dest = tmp_path / "out" / "toy-tiles"
     record = tile_dataset(toy, dest, TILE, **QUIET)
     assert _stems(dest, "train") == [
-        "a_r0c0", "a_r0c1", "a_r1c0", "a_r1c1", "b_r0c0", "b_r1c0", "b_r1c1",
+        "a_r0c0",
+        "a_r0c1",
+        "a_r1c0",
+        "a_r1c1",
+        "b_r0c0",
+        "b_r1c0",
+        "b_r1c1",
     ]  # b_r0c1 dropped: a crack pixel 3 px to its left
     assert _stems(dest, "val") == ["c_r0c0", "c_r0c1", "c_r1c0", "c_r1c1"]
     assert _stems(dest, "test") == ["d_r0c0", "d_r0c1", "d_r1c0", "d_r1c1"]
