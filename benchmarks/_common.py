@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine load and a quick synthetic crack folder.
+"""Helpers shared by the benchmark scripts: machine load, a quick synthetic crack folder and the
+headline figures of a run's ``metrics.json``.
 
 The folder generator favours speed over realism (its time is never measured): a shaded grey
 background with sensor-like noise and, on positive crops, one to three dark random-walk cracks
@@ -18,7 +19,14 @@ from PIL import Image, ImageDraw
 
 from crackkit.data.folder import write_sample
 
-__all__ = ["CRACK500_TRAIN_CROPS", "load_average", "machine_line", "make_crack_folder"]
+__all__ = [
+    "CRACK500_TRAIN_CROPS",
+    "crack_crop",
+    "load_average",
+    "machine_line",
+    "make_crack_folder",
+    "metrics_row",
+]
 
 CRACK500_TRAIN_CROPS = 3307
 _MARKER = "benchmark_folder.json"
@@ -39,7 +47,7 @@ def machine_line() -> str:
     )
 
 
-def _crop(rng: np.random.Generator, height: int, width: int, crack: bool):
+def crack_crop(rng: np.random.Generator, height: int, width: int, crack: bool):
     """(height, width, 3) uint8 image and (height, width) bool mask."""
     yy = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     xx = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
@@ -107,8 +115,46 @@ def make_crack_folder(
     start = time.perf_counter()
     log(f"generating {n} {height}x{width} JPEG crops with PNG masks in {root / split} ...")
     for i in range(n):
-        image, mask = _crop(rng, height, width, crack=rng.random() >= negative_fraction)
+        image, mask = crack_crop(rng, height, width, crack=rng.random() >= negative_fraction)
         write_sample(root, split, f"crop_{i:05d}", image, mask, image_ext=".jpg")
     marker.write_text(json.dumps(spec))
     log(f"generated in {time.perf_counter() - start:.1f} s (not part of any measurement)")
     return root
+
+
+def _get(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def metrics_row(run_dir: str | Path, **fields) -> dict:
+    """``fields`` followed by the headline figures of ``run_dir/metrics.json``.
+
+    Test 2px F1 / Pr / Re at the validation threshold with the F1's bootstrap interval, Dice and
+    IoU (each at its own validation threshold), ODS/OIS, the calibration figures, the step-wise
+    decision AP, the image counts and the minutes of training and validation.
+    """
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    px = m.get("pixel_2px", {})
+    return {
+        **fields,
+        "minutes_train": round((_get(m, "timing", "train_and_validate") or 0) / 60, 2),
+        "threshold_2px": _get(m, "val_thresholds", "pixel_2px"),
+        "f1_2px": px.get("f1"),
+        "f1_2px_ci95": px.get("f1_ci95"),
+        "precision_2px": px.get("precision"),
+        "recall_2px": px.get("recall"),
+        "dice": _get(m, "dice", "value"),
+        "iou": _get(m, "iou", "value"),
+        "ods": _get(m, "ods", "f1") if isinstance(m.get("ods"), dict) else m.get("ods"),
+        "ois": _get(m, "ois", "f1") if isinstance(m.get("ois"), dict) else m.get("ois"),
+        "mean_background_prob": _get(m, "calibration", "mean_background_prob"),
+        "ece": _get(m, "calibration", "ece"),
+        "decision_ap": _get(m, "decision", "ap_step"),
+        "n_test": m.get("n_images"),
+        "n_test_positive": m.get("n_positive"),
+        "run_dir": str(run_dir),
+    }

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import machine_line, metrics_row  # noqa: E402
 
 from crackkit.paths import ROOT  # noqa: E402
 from crackkit.specs import ARCHITECTURES  # noqa: E402
@@ -59,14 +59,6 @@ def _import_cfd(source: Path, root: Path, tiles: tuple[int, int] | None = None) 
     return processed
 
 
-def _get(d: dict, *keys, default=None):
-    for k in keys:
-        if not isinstance(d, dict) or k not in d:
-            return default
-        d = d[k]
-    return d
-
-
 def _recipe(text: str) -> tuple[str, list[tuple[str, str]]]:
     name, _, body = text.partition(":")
     pairs = [item.split("=", 1) for item in body.split(",") if item]
@@ -76,30 +68,8 @@ def _recipe(text: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _row(recipe: str, arch: str, seed: int, run_dir: Path, wall_s: float) -> dict:
-    m = json.loads((run_dir / "metrics.json").read_text())
-    px = m.get("pixel_2px", {})
-    return {
-        "recipe": recipe,
-        "network": arch,
-        "seed": seed,
-        "minutes_wall": round(wall_s / 60, 2),
-        "minutes_train": round((_get(m, "timing", "train_and_validate") or 0) / 60, 2),
-        "threshold_2px": _get(m, "val_thresholds", "pixel_2px"),
-        "f1_2px": px.get("f1"),
-        "f1_2px_ci95": px.get("f1_ci95"),
-        "precision_2px": px.get("precision"),
-        "recall_2px": px.get("recall"),
-        "dice": _get(m, "dice", "value"),
-        "iou": _get(m, "iou", "value"),
-        "ods": _get(m, "ods", "f1") if isinstance(m.get("ods"), dict) else m.get("ods"),
-        "ois": _get(m, "ois", "f1") if isinstance(m.get("ois"), dict) else m.get("ois"),
-        "mean_background_prob": _get(m, "calibration", "mean_background_prob"),
-        "ece": _get(m, "calibration", "ece"),
-        "decision_ap": _get(m, "decision", "ap_step"),
-        "n_test": m.get("n_images"),
-        "n_test_positive": m.get("n_positive"),
-        "run_dir": str(run_dir),
-    }
+    minutes = round(wall_s / 60, 2)
+    return metrics_row(run_dir, recipe=recipe, network=arch, seed=seed, minutes_wall=minutes)
 
 
 SUMMARY_KEYS = (

@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from _common import _crop, machine_line  # noqa: E402
+from _common import crack_crop, machine_line  # noqa: E402
 
 MODES = ("plain", "context", "global")
 WITHIN = 0.02
@@ -159,7 +159,7 @@ def _recorded_f1(run_dir: Path) -> float | None:
 
 def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A synthetic road photo with a few dark cracks (benchmarks/_common.py's generator)."""
-    image, _ = _crop(np.random.default_rng(seed), height, width, crack=True)
+    image, _ = crack_crop(np.random.default_rng(seed), height, width, crack=True)
     return image
 
 
