@@ -124,13 +124,13 @@ def _cfd_row(processed: Path, seed: int, epochs: int, params: dict[str, Any], ru
     )
     t0 = time.perf_counter()
     train_run(cfg, run_dir, progress=False)
-    m = evaluate_run(run_dir, progress=False)
+    evaluate_run(run_dir, progress=False)  # writes the metrics.json that metrics_row reads
     wall = time.perf_counter() - t0
     row = metrics_row(run_dir, row="cfd", seed=seed, epochs=epochs, minutes_wall=wall / 60)
-    p = m["pixel_2px"]
     print(
-        f"| cfd | seed {seed} | {epochs} epochs | {wall / 60:.2f} min | 2px F1 {p['f1']:.3f} "
-        f"(Pr {p['precision']:.3f} / Re {p['recall']:.3f} @ {row['threshold_2px']}) | "
+        f"| cfd | seed {seed} | {epochs} epochs | {wall / 60:.2f} min | 2px F1 "
+        f"{row['f1_2px']:.3f} (Pr {row['precision_2px']:.3f} / Re {row['recall_2px']:.3f} @ "
+        f"{row['threshold_2px']}) | "
         f"ODS {row['ods']:.3f} OIS {row['ois']:.3f} | background p "
         f"{row['mean_background_prob']:.3f} ECE {row['ece']:.3f} |"
     )
