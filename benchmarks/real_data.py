@@ -28,15 +28,14 @@ Run it alone: it trains for about 8 minutes per network on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, metrics_row  # noqa: E402
+from _common import machine_line  # noqa: E402
+from _grid import print_tables, recipe, run_grid  # noqa: E402
 
 from crackkit.paths import ROOT  # noqa: E402
 from crackkit.specs import ARCHITECTURES  # noqa: E402
@@ -44,72 +43,16 @@ from crackkit.specs import ARCHITECTURES  # noqa: E402
 DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "CrackForest-dataset"
 
 
-def _crackkit() -> str:
-    return str(Path(sys.executable).with_name("crackkit"))
-
-
 def _import_cfd(source: Path, root: Path, tiles: tuple[int, int] | None = None) -> Path:
     name = "cfd" if tiles is None else f"cfd-tiles-{tiles[0]}x{tiles[1]}"
     processed = root / "processed" / name
     if not processed.is_dir():
-        cmd = [_crackkit(), "data", "cfd", "--source", str(source), "--root", str(root)]
+        crackkit = str(Path(sys.executable).with_name("crackkit"))
+        cmd = [crackkit, "data", "cfd", "--source", str(source), "--root", str(root)]
         if tiles is not None:
             cmd += ["--tiles", str(tiles[0]), str(tiles[1])]
         subprocess.run(cmd, check=True)
     return processed
-
-
-def _recipe(text: str) -> tuple[str, list[tuple[str, str]]]:
-    name, _, body = text.partition(":")
-    pairs = [item.split("=", 1) for item in body.split(",") if item]
-    if not name or any(len(p) != 2 for p in pairs):
-        raise SystemExit(f"--recipe {text!r}: expected NAME:k=v,k=v")
-    return name, [(k, v) for k, v in pairs]
-
-
-def _row(recipe: str, arch: str, seed: int, run_dir: Path, wall_s: float) -> dict:
-    minutes = round(wall_s / 60, 2)
-    return metrics_row(run_dir, recipe=recipe, network=arch, seed=seed, minutes_wall=minutes)
-
-
-SUMMARY_KEYS = (
-    "minutes_wall",
-    "f1_2px",
-    "precision_2px",
-    "recall_2px",
-    "dice",
-    "iou",
-    "ods",
-    "ois",
-    "mean_background_prob",
-    "ece",
-    "decision_ap",
-)
-
-
-def _summaries(rows: list[dict]) -> list[dict]:
-    """Mean and sample standard deviation over the seeds of each (recipe, network)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["recipe"], r["network"]), []).append(r)
-    out = []
-    for (recipe, arch), group in groups.items():
-        summary = {"recipe": recipe, "network": arch, "seeds": [r["seed"] for r in group]}
-        for key in SUMMARY_KEYS:
-            values = [r[key] for r in group if r.get(key) is not None]
-            if values:
-                summary[key] = statistics.fmean(values)
-                summary[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        out.append(summary)
-    return out
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(f"{x:.3f}" for x in v) + "]"
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,79 +76,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME:k=v,...")
     args = parser.parse_args(argv)
-    recipes = [_recipe(r) for r in args.recipe] or [("default", [])]
+    recipes = [recipe(r) for r in args.recipe] or [("default", [])]
     tiles = tuple(args.tiles) if args.tiles else None
     height = args.height or (tiles[0] if tiles else 320)
     width = args.width or (tiles[1] if tiles else 480)
     print(machine_line())
     data = _import_cfd(args.source, args.root, tiles)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    rows = []
-    for (recipe, recipe_params), arch, seed in (
-        (r, a, s) for r in recipes for a in args.architectures for s in args.seeds
-    ):
-        run_dir = args.root / "runs" / f"{stamp}-{recipe}-{arch}-seed{seed}"
-        params = [
-            ("architecture", arch),
-            ("input_height", str(height)),
-            ("input_width", str(width)),
-            ("epochs", str(args.epochs)),
-            ("seed", str(seed)),
-            *[tuple(p) for p in args.param],
-            *recipe_params,
-        ]
-        cmd = [_crackkit(), "run", "--dataset", str(data), "--run-dir", str(run_dir), "--quiet"]
-        for name, value in params:
-            cmd += ["-p", name, value]
-        print("$", " ".join(cmd), flush=True)
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        rows.append(_row(recipe, arch, seed, run_dir, time.perf_counter() - t0))
-        print(machine_line(), flush=True)
-    cols = [
-        ("recipe", "recipe"),
-        ("network", "network"),
-        ("seed", "seed"),
-        ("min (wall)", "minutes_wall"),
-        ("min (train)", "minutes_train"),
-        ("2px F1", "f1_2px"),
-        ("95% CI", "f1_2px_ci95"),
-        ("2px Pr", "precision_2px"),
-        ("2px Re", "recall_2px"),
-        ("thr", "threshold_2px"),
-        ("Dice", "dice"),
-        ("IoU", "iou"),
-        ("ODS", "ods"),
-        ("OIS", "ois"),
-        ("bg p", "mean_background_prob"),
-        ("ECE", "ece"),
-        ("dec AP", "decision_ap"),
+    base = [
+        ("input_height", str(height)),
+        ("input_width", str(width)),
+        ("epochs", str(args.epochs)),
+        *[tuple(p) for p in args.param],
     ]
+    rows = run_grid(
+        data,
+        recipes,
+        seeds=args.seeds,
+        runs_root=args.root / "runs",
+        base=base,
+        architectures=args.architectures,
+    )
     name = "CrackForest" if tiles is None else f"CrackForest tiled {tiles[0]}x{tiles[1]}"
-    print()
-    print(
+    print_tables(
         f"{name} test split ({rows[0]['n_test']} images, {rows[0]['n_test_positive']} with "
         f"cracks), {height}x{width}, {args.epochs} epochs unless the recipe says otherwise; "
-        "2px/Dice/IoU at validation thresholds, ODS/OIS oracle (tuned on test)"
-    )
-    print("| " + " | ".join(c for c, _ in cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(_fmt(r.get(k)) for _, k in cols) + " |")
-    summaries = _summaries(rows)
-    if len(args.seeds) > 1:
-        print()
-        print(f"Mean ± standard deviation over seeds {' '.join(map(str, args.seeds))}:")
-        keys = [c for c in cols if c[1] in SUMMARY_KEYS]
-        print("| recipe | network | " + " | ".join(c for c, _ in keys) + " |")
-        print("|" + "---|" * (len(keys) + 2))
-        for s in summaries:
-            cells = [f"{s[k]:.3f} ± {s[k + '_std']:.3f}" if k in s else "n/a" for _, k in keys]
-            print(f"| {s['recipe']} | {s['network']} | " + " | ".join(cells) + " |")
-    print(
-        json.dumps(
-            {"benchmark": "real_data", "dataset": data.name, "rows": rows, "summaries": summaries}
-        )
+        "2px/Dice/IoU at validation thresholds, ODS/OIS oracle (tuned on test)",
+        rows,
+        benchmark="real_data",
+        dataset=data.name,
+        started=time.strftime("%Y-%m-%d"),
     )
     return 0
 

@@ -43,6 +43,7 @@ from crackkit.report import (
     PUBLISHED_PROTOCOL,
     Document,
     markdown_table,
+    supervision_counts,
 )
 from crackkit.run import RUN_FILES, Run, RunDirError
 
@@ -237,7 +238,7 @@ def _mean_std_text(values: Sequence[float | None], n: int) -> str:
 def _param_text(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
-    return str(v)
+    return "all" if v is None else str(v)
 
 
 @dataclass
@@ -342,6 +343,69 @@ def _plot_curves(
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         written.append((title, _save_png(fig, out.parent / f"{stem}_{column}.png")))
     return written
+
+
+#: The metrics drawn against the number of segmented positives (the paper's figures 5/7/9).
+SUPERVISION_METRICS = [
+    Metric("Decision AP (step-wise)", ("decision", "ap_step")),
+    Metric("2-pixel F1", ("pixel_2px", "f1")),
+]
+
+
+def segmented_positives(rec: RunRecord) -> int | None:
+    """The positive training images a run trained with their pixel masks (its segmented.csv)."""
+    try:
+        counts = json.loads((rec.path / RUN_FILES["dataset"]).read_text()).get("counts", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    sup = supervision_counts(rec.path / RUN_FILES["segmented"], counts)
+    return None if sup is None else sup["segmented"]
+
+
+def _supervision_section(
+    groups: Sequence[_Group], keys: Sequence[str], out: Path, stem: str
+) -> str:
+    """Decision AP and 2-pixel F1 against the number of segmented positives: one line per
+    setting of the other varied parameters, mean ± std over seeds."""
+    others = [k for k in keys if k != "num_segmented"]
+    lines: dict[tuple, list[tuple[int, _Group]]] = {}
+    for g in groups:
+        ns = {segmented_positives(r) for r in g.runs}
+        if len(ns) != 1 or None in ns:
+            continue
+        other = tuple(v for k, v in zip(keys, g.values, strict=True) if k != "num_segmented")
+        lines.setdefault(other, []).append((ns.pop(), g))
+    if not lines:
+        return ""
+    fig = Figure(figsize=(7, 4))
+    axes = fig.subplots(1, len(SUPERVISION_METRICS), sharey=True)
+    colours = colormaps["tab10"]
+    for ax, metric in zip(axes, SUPERVISION_METRICS, strict=True):
+        for li, (other, points) in enumerate(sorted(lines.items(), key=lambda kv: repr(kv[0]))):
+            points.sort(key=lambda p: p[0])
+            stats = [mean_std([r.value(metric) for r in g.runs]) for _, g in points]
+            xs = [n for (n, _), (m, _, _) in zip(points, stats, strict=True) if m is not None]
+            ys = [m for m, _, _ in stats if m is not None]
+            err = [s or 0.0 for m, s, _ in stats if m is not None]
+            label = ", ".join(f"{k}={_param_text(v)}" for k, v in zip(others, other, strict=True))
+            ax.errorbar(
+                xs, ys, yerr=err, marker="o", capsize=3, color=colours(li % 10), label=label or None
+            )
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_title(metric.label)
+        ax.set_xlabel("segmented positive training images")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score (mean ± std over seeds)")
+    if others:
+        axes[-1].legend(fontsize=7)
+    path = _save_png(fig, out.parent / f"{stem}_num_segmented.png")
+    return (
+        "## Metric against the number of pixel masks\n\n"
+        "Each point a setting of `num_segmented` (x: the positive training images that kept "
+        "their masks, from each run's `segmented.csv`; the others trained from their "
+        "image-level label only), mean ± sample standard deviation over its seeds.\n\n"
+        f"![Metric against the number of pixel masks]({_rel(path, out.parent)})"
+    )
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -479,6 +543,8 @@ def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) 
             _crack500_section(groups, keys),
             _per_run_section(finished, keys, out.parent),
         ]
+        if "num_segmented" in keys:
+            sections.append(_supervision_section(groups, keys, out, stem))
         plots = _plot_curves(groups, keys, out, stem)
         if plots:
             sections.append("## Curves")

@@ -34,6 +34,7 @@ __all__ = [
     "save_config",
     "config_diff",
     "field_names",
+    "ALL_FIELDS",
 ]
 
 OPTIMIZERS = ("adam", "sgd")
@@ -129,6 +130,14 @@ class RunConfig:
     use_negatives: bool = True
     negatives_without_mask: bool = False
     negatives_dir: str = ""
+    # Mixed supervision, the original's NUM_SEGMENTED and TRAIN_NUM (None = "all"): how many
+    # positive training images keep their pixel masks (the others train from their image-level
+    # label only), and how many positive training images are used at all. Which ones is drawn
+    # from segmented_seed, or read from segmented_list (crackkit.data.supervision).
+    num_segmented: int | None = field(default=None, metadata=_range(0))
+    train_num: int | None = field(default=None, metadata=_range(1))
+    segmented_seed: int = field(default=0, metadata=_range(0))
+    segmented_list: str = ""
     # Reproducibility and speed
     seed: int = field(default=0, metadata=_range(0))
     device: str = field(default="auto", metadata=_choice(*DEVICES))
@@ -157,6 +166,17 @@ class RunConfig:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self._check_schedule_and_crop()
+        self._check_supervision()
+
+    def _check_supervision(self) -> None:
+        if not self.segmented_list.strip():
+            return
+        for name in ("num_segmented", "train_num"):
+            if getattr(self, name) is not None:
+                raise ConfigError(
+                    f"segmented_list={self.segmented_list!r} names the segmented images itself; "
+                    f"leave {name} at 'all' (got {getattr(self, name)})"
+                )
 
     def _check_schedule_and_crop(self) -> None:
         if self.lr_schedule != "constant" and self.scheduler_step > 0:
@@ -224,7 +244,14 @@ def _field_type(name: str) -> type:
     return hint
 
 
+def _optional(name: str) -> bool:
+    hint = typing.get_type_hints(RunConfig)[name]
+    return isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+
+
 _TYPES = {name: _field_type(name) for name in _FIELDS}
+#: Fields where None means "all" (and the word ``all`` is accepted for it).
+ALL_FIELDS = frozenset(name for name in _FIELDS if _optional(name))
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -237,10 +264,14 @@ def coerce_value(name: str, value: Any) -> Any:
     """
     if name not in _TYPES:
         raise ConfigError(_unknown_message(name))
+    if name in ALL_FIELDS and (
+        value is None or (isinstance(value, str) and value.strip().lower() == "all")
+    ):
+        return None
     kind = _TYPES[name]
+    expected = kind.__name__ + (" or 'all'" if name in ALL_FIELDS else "")
     bad = ConfigError(
-        f"parameter {name!r} must be of type {kind.__name__}, got {value!r} "
-        f"({type(value).__name__})"
+        f"parameter {name!r} must be of type {expected}, got {value!r} ({type(value).__name__})"
     )
     if kind is bool:
         if isinstance(value, bool):
@@ -283,6 +314,8 @@ def coerce_value(name: str, value: Any) -> Any:
 
 def _check_value(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
+    if value is None and f.name in ALL_FIELDS:
+        return
     if "choices" in meta and value not in meta["choices"]:
         allowed = ", ".join(repr(c) for c in meta["choices"])
         raise ConfigError(f"parameter {f.name!r} got {value!r}; allowed values: {allowed}")

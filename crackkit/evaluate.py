@@ -108,6 +108,9 @@ class Predictions:
             probability bin the pixel count, the sum of probabilities, the crack pixels; row 3
             holds in its first two cells the sum of probabilities over background pixels and
             over crack pixels (:func:`calibration_metrics`).
+        segmented: (N,) bool, False for an image-level positive (a crack image without mask):
+            it counts in the decision metrics only, and ``counts``, ``sizes``, ``kept`` and
+            ``calibration`` hold the other images alone. None: every image has its mask.
     """
 
     scores: np.ndarray
@@ -120,6 +123,14 @@ class Predictions:
     output_stride: int
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     calibration: np.ndarray | None = None
+    segmented: np.ndarray | None = None
+
+    @property
+    def pixel_images(self) -> np.ndarray:
+        """(N,) bool: the images whose pixels are counted (all but image-level positives)."""
+        if self.segmented is None:
+            return np.ones(len(self.scores), dtype=bool)
+        return self.segmented
 
     @property
     def n_resized(self) -> int:
@@ -186,7 +197,8 @@ def count_split(
     """Run ``model`` over every sample of ``dataset`` in order and count its pixels.
 
     Args:
-        dataset: a :class:`~crackkit.data.dataset.CrackDataset` (or a ``Subset`` of one).
+        dataset: a :class:`~crackkit.data.dataset.CrackDataset` (or a ``Subset`` of one). Its
+            image-level positives (no mask) are scored but their pixels are not counted.
         tolerance: radius of the 2-pixel view's dilation.
         thresholds: thresholds to count at; default :func:`count_grid` of ``sweep``.
         sweep: thresholds to search best values over; default
@@ -221,19 +233,28 @@ def count_split(
     dec_sum = torch.zeros((), device=device)
     input_size, stride, position = (0, 0), 1, 0
     placement = Placement(device, amp_dtype, channels_last)
+    segmented: list[bool] = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         y = batch["mask"].to(device, non_blocking=True)
         lab = batch["label"].to(device, non_blocking=True)
+        known = batch.get("segmented")
         out = forward(model, batch["image"], placement)
         n = out.dec.shape[0]
-        seg_sum += segmentation_loss(out.seg, y) * n
+        if known is not None:
+            known = known.to(device, non_blocking=True)
+        seg_sum += segmentation_loss(out.seg, y, segmented=known) * n
         dec_sum += decision_loss(out.dec, lab) * n
         input_size = (int(out.probs.shape[-2]), int(out.probs.shape[-1]))
         stride = input_size[0] // int(out.seg.shape[-2])
         prob = out.probs
         maps, masks = [], []
         for j in range(n):
-            gt = native_mask(samples[positions[position]])
+            sample = samples[positions[position]]
+            segmented.append(sample.segmented)
+            if not sample.segmented:
+                position += 1
+                continue
+            gt = native_mask(sample)
             p = native_probability(prob[j : j + 1], gt.shape)[0, 0].cpu().numpy()
             p = p.astype(np.float32, copy=False)
             maps.append(p)
@@ -242,15 +263,20 @@ def count_split(
             if position in keep:
                 kept[position] = (p, gt)
             position += 1
-        parts.append(M.count_stats(maps, masks, tolerance, thresholds))
+        if maps:
+            parts.append(M.count_stats(maps, masks, tolerance, thresholds))
         for p, gt in zip(maps, masks, strict=True):
             calibration += _calibration_counts(p, gt)
         scores.append(out.scores.cpu())
         labels.append(batch["label"])
     model.train(was_training)
     n_total = len(dataset)
-    if not parts:
+    if not segmented:
         raise ValueError("the data set is empty: no image to evaluate")
+    if not parts:  # image-level positives only: no pixel to count
+        empty = np.zeros((0, len(thresholds)), dtype=np.int64)
+        thr = np.asarray(thresholds, dtype=np.float64)
+        parts = [M.Counts(thr, tolerance, empty, empty, empty, empty, empty, empty[:, 0])]
     return Predictions(
         scores=torch.cat(scores).numpy().astype(np.float64),
         labels=torch.cat(labels).numpy().astype(np.int64),
@@ -265,6 +291,7 @@ def count_split(
         output_stride=stride,
         kept=kept,
         calibration=calibration,
+        segmented=None if all(segmented) else np.asarray(segmented, dtype=bool),
     )
 
 
@@ -392,9 +419,13 @@ def compute_metrics(
         "recall": dec_oracle.pr_recall,
         "thresholds": dec_oracle.pr_thresholds,
     }
+    pixel_images = pred.pixel_images
+    if not pixel_images.all():
+        out["n_image_level"] = int((~pixel_images).sum())
+        out["n_pixel_images"] = int(n)
     blackened = np.zeros(n, dtype=bool)
     if seg_black:
-        blackened = pred.scores < dec_thr
+        blackened = pred.scores[pixel_images] < dec_thr
         counts = counts.without_predictions(blackened)
 
     has_pixels = bool(counts.has_crack.any())

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 
 from crackkit import distributed
-from crackkit.pipeline import evaluate_run, prepare, report_run
+from crackkit.pipeline import evaluate_run, prepare, report_run, supervise
 from crackkit.run import Run, add_run_arguments, config_from_arguments
 from crackkit.runtime import resolve_device
 from crackkit.train import train
@@ -37,12 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = Run.create(cfg, args.run_dir, resume=args.resume)
             run.record_environment(resumed=args.resume)
             prepared = prepare(cfg, run, progress=False)
+            run.log.info(f"Supervision: {supervise(cfg, run, prepared).summary()}")
             run.log.info(f"Distributed training on {dist_info.world_size} process(es)")
             log = run.log.info
         distributed.barrier()
         if not dist_info.is_main:
             run = Run.open(args.run_dir)
             prepared = prepare(cfg, None, progress=False)
+            supervise(cfg, run, prepared, record=False)
             log = _quiet
         train(
             cfg,

@@ -110,12 +110,14 @@ def segmentation_loss(
     reduction: str = "mean",
     pos_weight: float | None = None,
     logit_offset: float = 0.0,
+    segmented: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pixel-wise binary cross-entropy of the segmentation output, optionally weighted.
 
     When the output is coarser than the masks (``segdecnet`` predicts at 1/8), the masks and the
     weights are downsized as the original does (see :func:`downsample_target`). Every image
-    counts, negatives included: their all-zero masks penalise positive logits.
+    counts, negatives included: their all-zero masks penalise positive logits; only an image
+    whose mask is unknown (``segmented`` 0, an image-level positive) has no segmentation term.
 
     Args:
         seg_logits: (N, 1, h, w) logits, any float dtype.
@@ -126,6 +128,9 @@ def segmentation_loss(
         pos_weight: weight of the positive term, ``-[w·y·log σ(z) + (1 - y)·log(1 - σ(z))]``
             (``BCEWithLogitsLoss(pos_weight=w)``), or None for 1.
         logit_offset: a constant added to the logits before the loss.
+        segmented: (N,) 1 where the image's mask is known, 0 where it is not; None for all 1.
+            With it, ``"mean"`` is ``(1/N) Σ_i s_i · mean_pixels(loss_i)``: the original's
+            per-sample loss, no term for an unsegmented image, averaged over all N images.
 
     Returns:
         float32 scalar, or (N, 1, h, w) float32 for ``reduction="none"``.
@@ -154,6 +159,11 @@ def segmentation_loss(
     )
     if weights is not None:
         per_pixel = per_pixel * downsample_target(weights.float(), size)
+    if segmented is not None:
+        keep = segmented.to(per_pixel.dtype).reshape(-1, 1, 1, 1)
+        per_pixel = per_pixel * keep
+        if reduction == "mean":
+            return per_pixel.mean(dim=(1, 2, 3)).sum() / per_pixel.shape[0]
     if reduction == "mean":
         return per_pixel.mean()
     if reduction == "sum":
@@ -206,6 +216,7 @@ def total_loss(
     seg_pos_weight: float | None = None,
     dec_pos_weight: float | None = None,
     seg_logit_offset: float = 0.0,
+    segmented: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted sum of the segmentation and decision losses of one batch.
 
@@ -219,13 +230,20 @@ def total_loss(
         dec_weight: weight of the decision loss.
         seg_pos_weight, dec_pos_weight: positive-class weights of the two BCEs, or None for 1.
         seg_logit_offset: constant added to the segmentation logits inside the loss.
+        segmented: (N,) 1 for an image whose mask is known, 0 for an image-level positive (its
+            only term is the decision's); None for all 1.
 
     Returns:
         float32 scalars ``{"loss": seg_weight·loss_seg + dec_weight·loss_dec, "loss_seg",
         "loss_dec"}``; only ``"loss"`` is meant for ``backward``.
     """
     loss_seg = segmentation_loss(
-        seg_logits, masks, weights, pos_weight=seg_pos_weight, logit_offset=seg_logit_offset
+        seg_logits,
+        masks,
+        weights,
+        pos_weight=seg_pos_weight,
+        logit_offset=seg_logit_offset,
+        segmented=segmented,
     )
     loss_dec = decision_loss(dec_logits, labels, pos_weight=dec_pos_weight)
     return {
@@ -319,6 +337,7 @@ class SegDecLoss:
         weights: torch.Tensor | None = None,
         *,
         epoch: int,
+        segmented: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """:func:`total_loss` of one batch at 0-based ``epoch``."""
         seg_weight, dec_weight = self.weights(epoch)
@@ -333,4 +352,5 @@ class SegDecLoss:
             seg_pos_weight=self.seg_pos_weight,
             dec_pos_weight=self.dec_pos_weight,
             seg_logit_offset=self.seg_logit_offset,
+            segmented=segmented,
         )

@@ -26,6 +26,7 @@ from crackkit.data.dataset import (
     split_summary,
 )
 from crackkit.data.folder import DatasetError, Sample, read_image, scan_split
+from crackkit.data.supervision import Supervision, select_supervision
 from crackkit.evaluate import evaluate
 from crackkit.files import atomic_write_json, write_csv
 from crackkit.report import plot_gallery, render_eval, render_report
@@ -35,6 +36,7 @@ from crackkit.train import TrainResult, train
 __all__ = [
     "Prepared",
     "prepare",
+    "supervise",
     "train_run",
     "evaluate_run",
     "evaluate_dataset",
@@ -105,6 +107,37 @@ def _decode_all(splits: dict[str, list[Sample]], cfg: RunConfig, *, progress: bo
         read_image(sample.image, cfg.input_channels)
 
 
+def supervise(cfg: RunConfig, run: Run, prepared: Prepared, *, record: bool = True) -> Supervision:
+    """Choose the run's segmented and image-level positives (mixed supervision) and record it.
+
+    Applies ``num_segmented``, ``train_num`` and ``segmented_list``
+    (:func:`crackkit.data.supervision.select_supervision`) to ``prepared``'s training split, in
+    place. The choice is written to the run's ``segmented.csv`` once; when that file exists (a
+    resumed run, another process of a distributed one) it is read back and applied as it is.
+
+    Raises:
+        DatasetError: a list or record that does not fit the training split.
+    """
+    path = run.file("segmented")
+    recorded = path if path.exists() else None
+    sup = select_supervision(
+        prepared.splits["train"],
+        num_segmented=cfg.num_segmented,
+        train_num=cfg.train_num,
+        seed=cfg.segmented_seed,
+        listed=cfg.segmented_list or None,
+        recorded=recorded,
+    )
+    if sup.n_positive == 0:
+        raise DatasetError(
+            f"no positive training image is left ({sup.source}); training needs at least one"
+        )
+    if recorded is None and record:
+        write_csv(path, sup.rows)
+    prepared.splits["train"] = sup.samples
+    return sup
+
+
 def train_run(
     cfg: RunConfig,
     run_dir: Path | str | None = None,
@@ -127,6 +160,7 @@ def train_run(
             if k != "sum"
         )
     )
+    log.info(f"Supervision: {supervise(cfg, run, prepared).summary()}")
     t0 = time.perf_counter()
     if cfg.nproc_per_node > 1 and not distributed.info().enabled:
         log.info(f"Launching torchrun with {cfg.nproc_per_node} processes")
@@ -241,7 +275,7 @@ def _evaluate_split(
         seg_black=cfg.seg_black,
         bootstrap=bootstrap,
         bootstrap_seed=BOOTSTRAP_SEED,
-        keep=_gallery_picks(dataset.labels, n_gallery),
+        keep=_gallery_picks(dataset.labels, n_gallery, dataset.segmented),
         batch_size=cfg.eval_batch_size,
         amp_dtype=placement.amp_dtype,
         channels_last=placement.channels_last,
@@ -280,12 +314,15 @@ def _write_scores(path: Path, dataset: CrackDataset, pred: Any, metrics: dict[st
     )
 
 
-def _gallery_picks(labels: list[bool], n: int) -> list[int]:
-    """Up to ``n`` positions: crack images spread over the split, then a third crack-free."""
+def _gallery_picks(labels: list[bool], n: int, segmented: list[bool] | None = None) -> list[int]:
+    """Up to ``n`` positions: crack images spread over the split, then a third crack-free; only
+    images with a known mask (not ``segmented`` False) are picked."""
     if n <= 0:
         return []
-    positives = np.flatnonzero(np.asarray(labels, dtype=bool))
-    negatives = np.flatnonzero(~np.asarray(labels, dtype=bool))
+    flags = np.asarray(labels, dtype=bool)
+    known = np.ones_like(flags) if segmented is None else np.asarray(segmented, dtype=bool)
+    positives = np.flatnonzero(flags & known)
+    negatives = np.flatnonzero(~flags & known)
     n_neg = min(len(negatives), max(1, n // 3)) if len(negatives) else 0
     n_pos = min(n - n_neg, len(positives))
     pos_pick = positives[np.linspace(0, len(positives) - 1, n_pos).astype(int)] if n_pos else []

@@ -14,6 +14,7 @@ each carry their protocol and sit beside this run's validation-threshold figures
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -339,37 +340,114 @@ def _record_table(dataset: dict[str, Any]) -> str:
     return "Data set record (its `dataset.json`):\n\n" + markdown_table(["Field", "Value"], rows)
 
 
-def _dataset_section(cfg: RunConfig, dataset: dict[str, Any]) -> str:
+def supervision_counts(run_segmented: Path | None, counts: dict[str, Any]) -> dict[str, int] | None:
+    """Training positives used, segmented and image-level only, from the run's
+    ``segmented.csv`` (negatives are always segmented) and the data set's counts."""
+    if run_segmented is None or not run_segmented.is_file():
+        return None
+    try:
+        with open(run_segmented, newline="", encoding="utf-8") as fh:
+            flags = [str(row.get("is_segmented", "")).strip() for row in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    zeros = flags.count("0")
+    negatives = int(counts.get("train", {}).get("negatives") or 0)
+    positives = len(flags) - negatives
+    return {
+        "positives": positives,
+        "segmented": positives - zeros,
+        "image_level": zeros,
+        "available": int(counts.get("train", {}).get("positives") or 0),
+    }
+
+
+def _dataset_section(cfg: RunConfig, dataset: dict[str, Any], segmented: Path | None = None) -> str:
     counts = dataset.get("counts", {})
+    sup = supervision_counts(segmented, counts)
+    train_counts = dict(counts.get("train", {}))
+    if sup is not None:
+        train_counts |= {"positives": sup["positives"], "image_level": sup["image_level"]}
+        train_counts["sum"] = sup["positives"] + int(train_counts.get("negatives") or 0)
     rows = [
         ["Input channels", cfg.input_channels],
         ["Input height", cfg.input_height],
         ["Input width", cfg.input_width],
-        ["Train samples", counts.get("train", {}).get("sum")],
+        ["Train samples", train_counts.get("sum")],
         ["Test samples", counts.get("test", {}).get("sum")],
         ["Validation samples", counts.get("val", {}).get("sum")],
     ]
-    split_rows = []
-    for key, label in (
-        ("train", "Train"),
-        ("test", "Test"),
-        ("val", "Validation"),
-        ("sum", "**Sum**"),
-    ):
-        c = counts.get(key, {})
-        split_rows.append([label, c.get("positives"), c.get("negatives"), c.get("sum")])
+    per_split = {
+        "train": train_counts,
+        "test": counts.get("test", {}),
+        "val": counts.get("val", {}),
+    }
+    mixed = any(c.get("image_level") for c in per_split.values())
+
+    def positives(c: dict[str, Any]) -> Any:
+        if not mixed or c.get("positives") is None:
+            return c.get("positives")
+        weak = int(c.get("image_level") or 0)
+        return f"{c['positives']} ({c['positives'] - weak} / {weak})"
+
+    split_rows = [
+        [
+            label,
+            positives(per_split[key]),
+            per_split[key].get("negatives"),
+            per_split[key].get("sum"),
+        ]
+        for key, label in (("train", "Train"), ("test", "Test"), ("val", "Validation"))
+    ]
+    total = {
+        k: sum(int(c.get(k) or 0) for c in per_split.values())
+        for k in ("positives", "negatives", "sum", "image_level")
+    }
+    split_rows.append(["**Sum**", positives(total), total["negatives"], total["sum"]])
+    header = "Positives (segmented / image-level only)" if mixed else "Positives"
     source = dataset.get("root", cfg.dataset)
+    notes = []
+    if sup is not None and (mixed or sup["positives"] != sup["available"]):
+        notes.append(
+            f"Mixed supervision: {sup['segmented']} of the {sup['positives']} positive training "
+            f"images train with their pixel masks, {sup['image_level']} with their image-level "
+            f"label only (num_segmented {_all(cfg.num_segmented)}, train_num "
+            f"{_all(cfg.train_num)}"
+            + (
+                f", segmented_list `{cfg.segmented_list}`"
+                if cfg.segmented_list
+                else f", segmented_seed {cfg.segmented_seed}"
+            )
+            + f"; the choice is in `segmented.csv`); {sup['available']} positives in the data "
+            "set's training split. Crack-free images are always segmented."
+        )
+    weak_eval = {
+        key: int(per_split[key].get("image_level") or 0)
+        for key in ("val", "test")
+        if per_split[key].get("image_level")
+    }
+    if weak_eval:
+        notes.append(
+            "Images with an image-level label only count in the decision metrics; the pixel "
+            "metrics are over the images with masks ("
+            + ", ".join(f"{k}: {v} without mask" for k, v in weak_eval.items())
+            + ")."
+        )
     return "\n\n".join(
         s
         for s in [
             "## Dataset",
             f"Data set: `{cfg.dataset}` (`{source}`)",
             markdown_table(["Parameter", "Value"], rows),
-            markdown_table(["Set", "Positives", "Negatives", "Sum"], split_rows),
+            markdown_table(["Set", header, "Negatives", "Sum"], split_rows),
+            *notes,
             _record_table(dataset),
         ]
         if s
     )
+
+
+def _all(value: int | None) -> str:
+    return "all" if value is None else str(value)
 
 
 def _parameters_section(cfg: RunConfig) -> str:
@@ -379,6 +457,10 @@ def _parameters_section(cfg: RunConfig) -> str:
         ["Architecture", cfg.architecture],
         ["Weighted seg. loss p / max", f"{cfg.weighted_seg_loss_p} / {cfg.weighted_seg_loss_max}"],
         ["Class-weighted BCE (bce_loss_w, SegDecNet++)", cfg.bce_loss_w],
+        [
+            "Segmented positives (num_segmented) / positives used (train_num)",
+            f"{_all(cfg.num_segmented)} / {_all(cfg.train_num)}",
+        ],
         ["Validation every (epochs)", cfg.validation_every],
         [
             "LR scheduler (step, gamma)",
@@ -840,7 +922,7 @@ def render_report(run: Run) -> Document:
     sections = [
         f"# Results of training on the {cfg.dataset} dataset",
         f"Run folder `{run_dir.name}`; architecture `{cfg.architecture}`. " + _intro(metrics),
-        _dataset_section(cfg, dataset),
+        _dataset_section(cfg, dataset, run.file("segmented")),
         _parameters_section(cfg),
         *_metrics_sections(metrics, cfg, cfg.dataset),
         "## Losses",

@@ -9,6 +9,7 @@ Layout of a run folder (:data:`RUN_FILES`)::
     config.json          resolved RunConfig, written when the run is created
     environment.json     versions, commit, device, command line (written when training starts)
     dataset.json         the data set's record (crackkit.data.dataset.dataset_record)
+    segmented.csv        every training image and whether its mask is used (mixed supervision)
     history.csv          one row per epoch
     metrics.json         final evaluation
     run.log              the run's log (the seed's "Output")
@@ -68,6 +69,7 @@ RUN_FILES = {
     "config": "config.json",
     "environment": "environment.json",
     "dataset": "dataset.json",
+    "segmented": "segmented.csv",
     "history": "history.csv",
     "metrics": "metrics.json",
     "log": "run.log",

@@ -211,7 +211,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def _value_text(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
-    return str(v)
+    return "all" if v is None else str(v)
 
 
 def _sanitise(text: str) -> str:
@@ -338,6 +338,9 @@ def _action(run_dir: Path, cfg: RunConfig) -> str:
 
 
 def _cli_value(v: Any) -> str:
+    """A run parameter as ``-p`` takes it (None, in the fields that allow it, is 'all')."""
+    if v is None:
+        return "all"
     return repr(v) if isinstance(v, float) else str(v)
 
 

@@ -149,12 +149,14 @@ def train_one_epoch(
         x = to_input(batch["image"], device, placement.channels_last)
         y = batch["mask"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
-        weight = batch.get("weight")
+        weight, segmented = batch.get("weight"), batch.get("segmented")
         if weight is not None:
             weight = weight.to(device, non_blocking=True)
+        if segmented is not None:
+            segmented = segmented.to(device, non_blocking=True)
         with autocast(device, placement.amp_dtype):
             dec, seg = model(x)
-        losses = loss_fn(dec, seg, label, y, weight, epoch=epoch)
+        losses = loss_fn(dec, seg, label, y, weight, epoch=epoch, segmented=segmented)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -271,12 +273,17 @@ def train(
     train_ds = CrackDataset(splits["train"], cfg, train=True)
     fresh = not (resume and checkpoints.last.exists())
     needs_fraction = cfg.bce_loss_w or (cfg.seg_prior_init and fresh)
-    fraction = train_ds.crack_fraction() if needs_fraction else None  # reads every mask
-    if cfg.seg_prior_init and fresh:
+    fraction = train_ds.crack_fraction() if needs_fraction else None  # reads every known mask
+    if cfg.seg_prior_init and fresh and train_ds.n_segmented_positive == 0:
+        log(
+            "Segmentation prior: skipped, no positive training image is segmented (the crack "
+            "fraction of the known masks is 0); the final segmentation bias stays at 0"
+        )
+    elif cfg.seg_prior_init and fresh:
         bias = init_segmentation_prior(model, fraction)
         log(
-            f"Segmentation prior: crack fraction {fraction:.5f} of the training masks, "
-            f"final segmentation bias set to {bias:.4f}"
+            f"Segmentation prior: crack fraction {fraction:.5f} of the segmented training "
+            f"images, final segmentation bias set to {bias:.4f}"
         )
     optimizer = build_optimizer(cfg, model)
     n_pos = sum(train_ds.labels)

@@ -156,12 +156,19 @@ def _add_negatives(splits: dict[str, list[Sample]], folder: Path) -> None:
 
 
 def split_summary(splits: dict[str, list[Sample]]) -> dict[str, dict[str, int]]:
-    """Positives, negatives and sum per split (and overall)."""
+    """Positives, negatives and sum per split (and overall); ``image_level`` as well, the
+    positives without a pixel mask, where a split has any."""
     out: dict[str, dict[str, int]] = {}
     for name, samples in splits.items():
         pos = sum(bool(s.positive) for s in samples)
         out[name] = {"positives": pos, "negatives": len(samples) - pos, "sum": len(samples)}
-    out["sum"] = {k: sum(v[k] for v in out.values()) for k in ("positives", "negatives", "sum")}
+        weak = sum(not s.segmented for s in samples)
+        if weak:
+            out[name]["image_level"] = weak
+    keys = ["positives", "negatives", "sum"]
+    if any("image_level" in v for v in out.values()):
+        keys.append("image_level")
+    out["sum"] = {k: sum(v.get(k, 0) for v in out.values()) for k in keys}
     return out
 
 
@@ -217,7 +224,9 @@ class _Aug:
 
 class CrackDataset(Dataset):
     """Samples as tensors: ``image`` uint8 (C, H, W), ``mask`` float (1, H, W) in {0, 1},
-    ``weight`` float (1, H, W) when weighted loss is on, ``label`` float (), ``index`` int.
+    ``weight`` float (1, H, W) when weighted loss is on, ``label`` float (), ``index`` int, and
+    ``segmented`` float () (1: the mask is known) when some positive has an image-level label
+    only (mixed supervision; its ``mask`` is all zero and must not be used).
 
     Training samples (``train=True``) get the configured mask dilation, random crop
     (:meth:`crop_window`; ``label`` is then whether the crop holds a crack pixel), augmentation
@@ -235,6 +244,20 @@ class CrackDataset(Dataset):
         self.train = train
         self.epoch = 0
         self.labels = [bool(s.positive) for s in self.samples]
+        self.segmented = [s.segmented for s in self.samples]
+        self.mixed = not all(self.segmented)
+        if train and self.mixed and cfg.train_crop_height:
+            raise DatasetError(
+                f"train_crop_height/train_crop_width ({cfg.train_crop_height}x"
+                f"{cfg.train_crop_width}) need every positive training image segmented: a crop of "
+                "an image-level positive may miss its crack, so its label would be wrong. Set "
+                "both to 0, or num_segmented to 'all' (with no image-level labels)"
+            )
+
+    @property
+    def n_segmented_positive(self) -> int:
+        """Positive samples whose pixel masks are known."""
+        return sum(lab and seg for lab, seg in zip(self.labels, self.segmented, strict=True))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -280,10 +303,12 @@ class CrackDataset(Dataset):
 
     def crack_fraction(self) -> float:
         """The fraction of crack pixels in the masks as training sees them (input size, dilated
-        as configured, not augmented), over every sample: the prior of
-        :func:`crackkit.model.init_segmentation_prior`."""
+        as configured, not augmented), over every segmented sample (an image-level positive's
+        mask is unknown): the prior of :func:`crackkit.model.init_segmentation_prior`."""
         crack = total = 0
         for i in range(len(self)):
+            if not self.segmented[i]:
+                continue
             _, mask = self.read(i)
             if self.train and self.cfg.dilate > 1:
                 mask = dilate_mask(mask, self.cfg.dilate)
@@ -311,6 +336,8 @@ class CrackDataset(Dataset):
             "label": torch.tensor(label),
             "index": torch.tensor(index),
         }
+        if self.mixed:
+            item["segmented"] = torch.tensor(float(self.segmented[index]))
         if self.cfg.weighted_seg_loss:
             w = distance_weights(mask, self.cfg.weighted_seg_loss_p, self.cfg.weighted_seg_loss_max)
             item["weight"] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None]

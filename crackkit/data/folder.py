@@ -6,6 +6,7 @@ Layout::
         dataset.json              optional metadata: name, source, generator parameters, counts
         train/images/<stem>.<ext>
         train/masks/<stem>.<ext>
+        train/labels.csv          optional image-level labels: header image,label; rows stem,0|1
         val/...                   optional: when absent, the caller splits validation from train
         test/...
 
@@ -20,8 +21,11 @@ Rules:
   any value above 127 as crack and tolerates the grey fringe that JPEG compression adds, up to
   :data:`MASK_NOISE_TOLERANCE` of the pixels in the ambiguous band :data:`MASK_AMBIGUOUS_BAND`.
   A mask holding only the values 0 and 1 in a lossless file is refused rather than read as empty.
-* A crack-free (negative) image has an all-zero mask, or, only when the caller passes
-  ``negatives_without_mask=True``, no mask file at all.
+* A crack-free (negative) image has an all-zero mask, or no mask and the label 0 in the split's
+  ``labels.csv``, or, only when the caller passes ``negatives_without_mask=True``, neither.
+* A crack image without a mask and with the label 1 in ``labels.csv`` is an image-level positive
+  (mixed supervision): it trains the decision only, and counts in the decision metrics only. A
+  label must agree with the image's mask where both exist.
 * Pixels are read as stored: the EXIF orientation tag is ignored, because masks are drawn on the
   stored pixel grid. Truncated or corrupt files raise :class:`DatasetError`; this module relies on
   Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` and never changes it.
@@ -32,6 +36,7 @@ or folder and says what would be accepted.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +48,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "DatasetError",
     "IMAGE_EXTENSIONS",
+    "LABELS_FILE",
     "MASK_AMBIGUOUS_BAND",
     "MASK_NOISE_TOLERANCE",
     "SPLITS",
@@ -50,6 +56,7 @@ __all__ = [
     "image_size",
     "mask_noise_fraction",
     "read_image",
+    "read_labels",
     "read_mask",
     "scan_split",
     "split_counts",
@@ -99,6 +106,12 @@ class Sample:
     @property
     def stem(self) -> str:
         return self.image.stem
+
+    @property
+    def segmented(self) -> bool:
+        """Whether the sample's pixel annotation is known: it has a mask, or it is crack-free
+        (an all-zero mask is known). False for a positive with an image-level label only."""
+        return self.mask is not None or not self.positive
 
 
 def is_ignored(path: Path) -> bool:
@@ -292,6 +305,68 @@ def _split_dir(root: Path, split: str) -> Path:
     return split_dir
 
 
+LABELS_FILE = "labels.csv"
+"""Image-level labels of a split, ``<split>/labels.csv``: header ``image,label``, then one row per
+labelled image: its stem and 1 (crack) or 0 (crack-free)."""
+
+LABELS_MAX_BYTES = 64 * 2**20
+
+
+def read_labels(path: str | Path, stems: Iterable[str] | None = None) -> dict[str, bool]:
+    """Read a split's :data:`LABELS_FILE`.
+
+    Args:
+        path: the CSV file.
+        stems: the stems of the split's images; a row naming another stem is refused.
+
+    Returns:
+        stem -> True for a crack image, False for a crack-free one, in file order.
+
+    Raises:
+        DatasetError: not a readable CSV with the header ``image,label``, a label other than 0
+            or 1, a stem listed twice or without an image; the message names the file and row.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > LABELS_MAX_BYTES:
+            raise DatasetError(
+                f"{path}: {size} bytes, larger than the {LABELS_MAX_BYTES // 2**20} MB a label "
+                "file may have"
+            )
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    rows = list(csv.reader(text.splitlines()))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header != ["image", "label"]:
+        raise DatasetError(
+            f"{path}: the first line must be the header 'image,label', got {','.join(header)!r}"
+        )
+    known = None if stems is None else set(stems)
+    labels: dict[str, bool] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        where = f"{path}, line {line}"
+        if len(row) != 2:
+            raise DatasetError(f"{where}: expected 2 columns (image,label), got {len(row)}")
+        stem, value = row[0].strip(), row[1].strip()
+        if value not in ("0", "1"):
+            raise DatasetError(f"{where}: label {value!r} of {stem!r} must be 0 or 1")
+        if stem in labels:
+            raise DatasetError(f"{where}: {stem!r} is listed twice")
+        if known is not None and stem not in known:
+            hint = ""
+            if Path(stem).stem in known:
+                hint = f" (write the stem {Path(stem).stem!r}, without the extension)"
+            raise DatasetError(f"{where}: no image of stem {stem!r} in the split{hint}")
+        labels[stem] = value == "1"
+    return labels
+
+
 def scan_split(
     root: str | Path,
     split: str,
@@ -302,10 +377,16 @@ def scan_split(
 ) -> list[Sample]:
     """List the samples of one split, pairing images and masks by stem.
 
+    A split may declare image-level labels in ``<split>/labels.csv`` (:func:`read_labels`): an
+    image labelled 1 without a mask is an image-level positive (``mask=None``,
+    ``positive=True``), one labelled 0 without a mask is crack-free. A label must agree with the
+    image's mask when it has one.
+
     Args:
         root: data set folder holding ``train/``, ``val/``, ``test/``.
         split: name of the split folder.
-        negatives_without_mask: accept images that have no mask file as negatives.
+        negatives_without_mask: accept images that have neither mask file nor label as
+            negatives.
         check: read every image header and mask, check sizes and binarity, fill ``positive``.
         progress: a progress bar while checking a split of more than 200 files.
 
@@ -323,15 +404,17 @@ def scan_split(
     images = _list_files(images_dir)
     if not images:
         raise DatasetError(f"{images_dir}: split {split!r} holds no images ({_accepted()})")
+    labels_path = split_dir / LABELS_FILE
+    labels = read_labels(labels_path, images) if labels_path.is_file() else {}
     if masks_dir.is_dir():
         masks = _list_files(masks_dir)
-    elif negatives_without_mask:
+    elif negatives_without_mask or labels:
         masks = {}
     else:
         raise DatasetError(
-            f"{masks_dir}: folder not found; each split needs images/ and masks/ (or pass "
-            "negatives_without_mask=True (crackkit run -p negatives_without_mask True) when every "
-            "image of the split is crack-free)"
+            f"{masks_dir}: folder not found; each split needs images/ and masks/ (or image-level "
+            f"labels in {labels_path}, or pass negatives_without_mask=True (crackkit run -p "
+            "negatives_without_mask True) when every image of the split is crack-free)"
         )
     orphans = sorted(set(masks) - set(images))
     if orphans:
@@ -339,22 +422,24 @@ def scan_split(
             f"{masks[orphans[0]]}: mask without an image of stem {orphans[0]!r} in {images_dir}"
             + (f" (and {len(orphans) - 1} more)" if len(orphans) > 1 else "")
         )
-    missing = sorted(set(images) - set(masks))
+    missing = sorted(set(images) - set(masks) - set(labels))
     if missing and not negatives_without_mask:
         raise DatasetError(
-            f"{images[missing[0]]}: image without a mask in {masks_dir}"
+            f"{images[missing[0]]}: image with neither a mask in {masks_dir} nor a label in "
+            f"{labels_path}"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            + "; give crack-free images an all-zero mask, or let images without a mask count as "
-            "crack-free with negatives_without_mask=True "
+            + "; give crack-free images an all-zero mask, declare image-level labels in "
+            f"{LABELS_FILE} (header image,label; 1 crack, 0 crack-free), or let images without a "
+            "mask count as crack-free with negatives_without_mask=True "
             "(crackkit run -p negatives_without_mask True)"
         )
     samples = [
-        Sample(images[stem], masks.get(stem), None if stem in masks else False)
+        Sample(images[stem], masks.get(stem), _initial_label(stem, masks, labels))
         for stem in sorted(images)
     ]
     if check:
         samples = [
-            _checked(s)
+            _checked(s, labels.get(s.stem), labels_path)
             for s in tqdm(
                 samples,
                 desc=f"checking {split}",
@@ -365,17 +450,32 @@ def scan_split(
     return samples
 
 
-def _checked(sample: Sample) -> Sample:
+def _initial_label(stem: str, masks: dict[str, Path], labels: dict[str, bool]) -> bool | None:
+    """A sample's ``positive`` before its mask is read: its label, False for an image with
+    neither mask nor label (a negative without mask), None when the mask decides."""
+    if stem in labels:
+        return labels[stem]
+    return None if stem in masks else False
+
+
+def _checked(sample: Sample, label: bool | None = None, labels_path: Path | None = None) -> Sample:
     height, width = image_size(sample.image)
     if sample.mask is None:
-        return replace(sample, positive=False)
+        return replace(sample, positive=bool(label))
     mask = read_mask(sample.mask)
     if mask.shape != (height, width):
         raise DatasetError(
             f"{sample.mask}: mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image "
             f"{sample.image} is {height}x{width}; a mask must match its image pixel for pixel"
         )
-    return replace(sample, positive=bool(mask.any()))
+    positive = bool(mask.any())
+    if label is not None and label != positive:
+        raise DatasetError(
+            f"{labels_path}: {sample.stem!r} is labelled {int(label)} but its mask {sample.mask} "
+            + ("marks crack pixels" if positive else "is empty (crack-free)")
+            + "; correct the label or the mask"
+        )
+    return replace(sample, positive=positive)
 
 
 def split_counts(

@@ -346,7 +346,7 @@ BAD_DATA = {
     "empty image file": (_empty_file, "not a readable image; accepted formats: .png"),
     "unreadable file (dangling link)": (_dangling_link, "file not found"),
     "file of another type": (_stray_file, "unsupported file extension '.txt'; accepted: .png"),
-    "image without mask": (_drop_mask, "image without a mask in"),
+    "image without mask": (_drop_mask, "image with neither a mask in"),
     "mask of another size": (_small_mask, "mask is 16x24 (HxW) but its image"),
     "non-binary mask": (_grey_mask, "mask is not binary"),
     "0/1 mask": (_zero_one_mask, "holds only the values 0 and 1"),
