@@ -8,17 +8,18 @@ Layers, from the top down:
 
     4 interface      cli notebook
     3 orchestration  run report pipeline predict apply export compare sweep launch batch
-    2 engine         runtime losses checkpoint inference tiling evaluate train
-    1 parts          fftconv ema model metrics data distributed geometry
+    2 engine         runtime losses checkpoint warmstart inference tiling evaluate train
+    1 parts          fftconv ema model metrics data distributed geometry original_log
     0 ground         specs paths files config
 
 - **ground**: the names and size rules (``specs``), the folders (``paths``), atomic file
   writing (``files``), and the one typed run configuration (``config``).
-- **parts**: the published networks, the metrics, data sets and loaders, the process group,
-  crack geometry (length and width) from a mask.
+- **parts**: the published networks, the metrics, data sets and loaders (with augmentation and
+  the choice of segmented images of mixed supervision), the process group, crack geometry (length
+  and width) from a mask, and the run log's lines in the seed fork's format.
 - **engine**: device and precision switches, a config turned into a device-ready model, the
-  loss, checkpoint files, the one inference path and its tiled form, evaluation of a split,
-  the training loop.
+  loss, checkpoint files, starting weights of a warm start, the one inference path and its tiled
+  form, evaluation of a split, the training loop.
 - **orchestration**: the :class:`crackkit.run.Run` that owns a run folder, the pipeline's
   steps, reports, a trained model applied to images of any size and to folders of photos, ONNX
   export, comparisons, sweeps, the torchrun launcher, and the papermill batch driver.

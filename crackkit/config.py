@@ -27,6 +27,8 @@ __all__ = [
     "DATA_FIELDS",
     "DEVIATIONS",
     "deviations",
+    "DEVIATION_APPLIES",
+    "AUGMENTATION_MODES",
     "SEED_REPORT_ROWS",
     "make_config",
     "coerce_value",
@@ -42,6 +44,9 @@ BEST_MODEL_TYPES = ("dec", "seg", "both")
 AMP_MODES = ("auto", "off", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "cosine")
+#: ``crackkit``: flips and brightness/contrast on every training image. ``fork-2022-02`` and
+#: ``fork-2022-04``: the seed fork's two versions of its dataset.py (see DEVIATIONS below).
+AUGMENTATION_MODES = ("crackkit", "fork-2022-02", "fork-2022-04")
 
 
 class ConfigError(ValueError):
@@ -91,6 +96,10 @@ class RunConfig:
     lr: float = field(default=0.001, metadata=_range(0.0, lo_open=True))
     delta_cls_loss: float = field(default=1.0, metadata=_range(0.0))
     dilate: int = field(default=1, metadata=_range(0))
+    # "train": crackkit dilates the training masks at the input size; "original": as the original
+    # code, at each mask's native size before resizing, training, validation and test masks alike
+    # (so the evaluation counts against dilated ground truth: the original's protocol quirk).
+    dilate_mode: str = field(default="train", metadata=_choice("train", "original"))
     dyn_balanced_loss: bool = True
     gradient_adjustment: bool = True
     frequency_sampling: bool = False
@@ -103,14 +112,26 @@ class RunConfig:
     bce_loss_w: bool = False
     weighted_seg_loss_p: float = field(default=2.0, metadata=_range(0.0))
     weighted_seg_loss_max: float = field(default=1.0, metadata=_range(0.0))
+    # d_max of the weighted segmentation loss: "mask", one over the whole mask (the published
+    # code's distance_transform), or "component", one per connected crack (the forks' version).
+    weighted_seg_loss_dmax: str = field(default="mask", metadata=_choice("mask", "component"))
     use_best_model: bool = True
     best_model_type: str = field(default="seg", metadata=_choice(*BEST_MODEL_TYPES))
     validate: bool = True
     validate_on_test: bool = False
     validation_every: int = field(default=2, metadata=_range(1))
     augmentation: bool = True
+    augmentation_mode: str = field(default="crackkit", metadata=_choice(*AUGMENTATION_MODES))
     optimizer: str = field(default="adam", metadata=_choice(*OPTIMIZERS))
+    # SGD's momentum; the original's SGD has none (momentum 0).
     momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    # How a batch's per-sample losses become the loss: "mean" (crackkit) or "sum" (the original
+    # sums the losses of its sub-iterations: gradient x batch size).
+    loss_reduction: str = field(default="mean", metadata=_choice("mean", "sum"))
+    # The decision head's target: "label" (the image's label) or "mask_max" (the original: the
+    # maximum of the mask as the loss sees it, which for the 1/8 network is the pooled soft mask,
+    # below 1 for thin cracks; an image-level positive's target stays 1).
+    decision_target: str = field(default="label", metadata=_choice("label", "mask_max"))
     scheduler_step: int = field(default=0, metadata=_range(0))
     scheduler_gamma: float = field(default=0.1, metadata=_range(0.0, 1.0, lo_open=True))
     # Not in the original code (a constant learning rate, or StepLR via scheduler_step):
@@ -130,6 +151,13 @@ class RunConfig:
     use_negatives: bool = True
     negatives_without_mask: bool = False
     negatives_dir: str = ""
+    # The channel order the network is fed: "rgb", or "bgr" as the original read images (OpenCV);
+    # weights saved by the original code expect "bgr".
+    channel_order: str = field(default="rgb", metadata=_choice("rgb", "bgr"))
+    # Start from these weights instead of the initialisation (not a resume: a new run with its own
+    # optimizer): a crackkit run folder (its chosen checkpoint), a crackkit checkpoint, or a
+    # state dict saved by the original code. The prior initialisation is then skipped.
+    init_weights: str = ""
     # Mixed supervision, the original's NUM_SEGMENTED and TRAIN_NUM (None = "all"): how many
     # positive training images keep their pixel masks (the others train from their image-level
     # label only), and how many positive training images are used at all. Which ones is drawn
@@ -150,6 +178,9 @@ class RunConfig:
     # 16 (benchmarks/evaluate.py --batch-size); on a GPU, evaluation is not the bottleneck.
     eval_batch_size: int = field(default=4, metadata=_range(1))
     tolerance: int = field(default=2, metadata=_range(0))
+    # Also keep the weights every snapshot_every epochs, as the original's ep_XX.pth (checkpoints/
+    # ep_XX.pt, 0-based XX at the start of that epoch: ep_00 is the initialisation); 0 = off.
+    snapshot_every: int = field(default=0, metadata=_range(0))
     # The original's SEG_BLACK: before the pixel metrics, zero the segmentation of every image the
     # decision (at its validation threshold) calls crack-free. Off in the seed's run.
     seg_black: bool = False
@@ -338,7 +369,8 @@ def _unknown_message(name: str) -> str:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # make report's set: pinned to the published training (its figures in the README stay valid)
+    # make report's set: the training its README figures were measured with (the published
+    # initialisation; its REPORT.md lists the deviations it keeps, e.g. crackkit's augmentation)
     "synthetic": {"seg_prior_init": False, "epochs": 12},
     "tiny": {
         "input_height": 64,
@@ -380,6 +412,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seg_black": False,
         # the original code's initialisation (crackkit's prior initialisation is off)
         "seg_prior_init": False,
+        # The seed fork, line by line (docs: "The seed's training exactly"): its dataset.py of
+        # April 2022, float32, SGD without momentum were SGD chosen, the per-sample losses
+        # summed, images fed BGR as OpenCV read them, snapshots ep_XX every 5 epochs, and, where
+        # they take effect, the original's dilation, d_max and decision target.
+        "augmentation_mode": "fork-2022-04",
+        "amp": "off",
+        "momentum": 0.0,
+        "loss_reduction": "sum",
+        "channel_order": "bgr",
+        "snapshot_every": 5,
+        "dilate_mode": "original",
+        "weighted_seg_loss_dmax": "mask",
+        "decision_target": "mask_max",
     },
     # CrackForest in 10 minutes of a 2-core CPU, evaluation included (benchmarks/real_data.py):
     # 9 epochs of 61 images at batch 4 (144 steps) with the prior initialisation.
@@ -475,9 +520,71 @@ DEVIATIONS: dict[str, tuple[Any, str]] = {
 }
 
 
+DEVIATIONS.update(
+    {
+        "augmentation_mode": (
+            "fork-2022-04",
+            "crackkit's augmentation: each training image flipped left-right and up-down with "
+            "probability 0.5 each, brightness +-0.1 and contrast 0.8-1.2; the seed's fork "
+            "(fork-2022-04) augments training positives only: with probability 0.5, h-flip, "
+            "v-flip, rotation by 180 degrees and ColorJitter(0.2, 0.2, 0.2, 0.2) each at 0.5 "
+            "(fork-2022-02: training and validation images, with probability 0.5 each flip and "
+            "the rotation at 0.1); the upstream code has no augmentation",
+        ),
+        "momentum": (
+            0.0,
+            "SGD with momentum; the original's SGD has none",
+        ),
+        "loss_reduction": (
+            "sum",
+            "a batch's loss is the mean of its per-sample losses; the original sums them (its "
+            "gradient is batch_size times larger)",
+        ),
+        "weighted_seg_loss_dmax": (
+            "mask",
+            "the weighted segmentation loss normalises distances per connected crack (every "
+            "crack's centre line weighs weighted_seg_loss_max); the published code takes one "
+            "d_max over the whole mask, so a hairline beside a wide crack weighs far less",
+        ),
+        "dilate_mode": (
+            "original",
+            "dilation of the training masks only, at the input size; the original dilates every "
+            "mask (training, validation and test) at its native size before resizing, so its "
+            "evaluation counts against dilated ground truth",
+        ),
+        "decision_target": (
+            "mask_max",
+            "the decision head learns the image label; the original's target is the maximum of "
+            "the pooled 1/8 soft mask, below 1 for thin cracks",
+        ),
+        "amp": (
+            "off",
+            "mixed precision (bf16 autocast where amp resolves to it: on a GPU, and on CPUs whose "
+            "bf16 the kit uses); the original trains in float32",
+        ),
+    }
+)
+
+#: When a deviation matters at all: a parameter whose effect another one switches off is not
+#: listed (momentum without SGD, a batch reduction at batch size 1...).
+DEVIATION_APPLIES: dict[str, Any] = {
+    "augmentation_mode": lambda cfg: cfg.augmentation,
+    "momentum": lambda cfg: cfg.optimizer == "sgd",
+    "loss_reduction": lambda cfg: cfg.batch_size > 1,
+    "weighted_seg_loss_dmax": lambda cfg: cfg.weighted_seg_loss,
+    "dilate_mode": lambda cfg: cfg.dilate > 1,
+    "decision_target": lambda cfg: cfg.architecture == "segdecnet",
+}
+
+
 def deviations(cfg: RunConfig) -> dict[str, str]:
-    """The :data:`DEVIATIONS` of ``cfg`` from the published method, by parameter name."""
-    return {k: text for k, (original, text) in DEVIATIONS.items() if getattr(cfg, k) != original}
+    """The :data:`DEVIATIONS` of ``cfg`` from the published method, by parameter name (only
+    those :data:`DEVIATION_APPLIES` says take effect)."""
+    return {
+        k: text
+        for k, (original, text) in DEVIATIONS.items()
+        if getattr(cfg, k) != original and DEVIATION_APPLIES.get(k, lambda c: True)(cfg)
+    }
 
 
 # Rows of the seed report's run-parameter table, in its order and wording.

@@ -63,7 +63,9 @@ from tqdm.auto import tqdm
 
 from crackkit import metrics as M
 from crackkit.checkpoint import THRESHOLD_KEYS
+from crackkit.data.augment import unflip
 from crackkit.data.folder import Sample, image_size, read_mask
+from crackkit.data.weights import dilate_mask
 from crackkit.inference import forward
 from crackkit.losses import decision_loss, segmentation_loss
 from crackkit.runtime import Placement
@@ -146,11 +148,13 @@ def native_probability(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return out.clamp_(0.0, 1.0)
 
 
-def native_mask(sample: Sample) -> np.ndarray:
-    """A sample's mask at its native size, (H, W) bool; all False for a sample without mask."""
+def native_mask(sample: Sample, dilate: int = 1) -> np.ndarray:
+    """A sample's mask at its native size, (H, W) bool; all False for a sample without mask.
+    ``dilate > 1`` dilates it by that square (``dilate_mode="original"``, the original's
+    protocol)."""
     if sample.mask is None:
         return np.zeros(image_size(sample.image), dtype=bool)
-    return read_mask(sample.mask)
+    return dilate_mask(read_mask(sample.mask), dilate)
 
 
 def count_grid(extra: Sequence[float] = (), sweep: np.ndarray | None = None) -> np.ndarray:
@@ -166,6 +170,12 @@ def count_grid(extra: Sequence[float] = (), sweep: np.ndarray | None = None) -> 
     base = M.default_thresholds() if sweep is None else np.asarray(sweep, dtype=np.float64)
     base = np.union1d(base, np.asarray(list(extra), dtype=np.float64))
     return np.union1d(base, np.nextafter(base, np.inf))
+
+
+def _base_dataset(dataset: Dataset) -> Dataset:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
 
 
 def _samples_of(dataset: Dataset) -> tuple[list[Sample], list[int]]:
@@ -213,6 +223,8 @@ def count_split(
     if missing.size:
         raise ValueError(f"the sweep thresholds {missing.tolist()[:5]} are not counted")
     samples, positions = _samples_of(dataset)
+    cfg = getattr(_base_dataset(dataset), "cfg", None)
+    dilate = cfg.dilate if cfg is not None and cfg.dilate_mode == "original" else 1
     keep = set(int(i) for i in keep)
     was_training = model.training
     model.eval()
@@ -237,7 +249,7 @@ def count_split(
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         y = batch["mask"].to(device, non_blocking=True)
         lab = batch["label"].to(device, non_blocking=True)
-        known = batch.get("segmented")
+        known, flips = batch.get("segmented"), batch.get("flip")
         out = forward(model, batch["image"], placement)
         n = out.dec.shape[0]
         if known is not None:
@@ -247,6 +259,8 @@ def count_split(
         input_size = (int(out.probs.shape[-2]), int(out.probs.shape[-1]))
         stride = input_size[0] // int(out.seg.shape[-2])
         prob = out.probs
+        if flips is not None:  # augmented validation (fork-2022-02): back to the mask's frame
+            prob = torch.stack([unflip(int(f), p) for f, p in zip(flips, prob, strict=True)])
         maps, masks = [], []
         for j in range(n):
             sample = samples[positions[position]]
@@ -254,7 +268,7 @@ def count_split(
             if not sample.segmented:
                 position += 1
                 continue
-            gt = native_mask(sample)
+            gt = native_mask(sample, dilate)
             p = native_probability(prob[j : j + 1], gt.shape)[0, 0].cpu().numpy()
             p = p.astype(np.float32, copy=False)
             maps.append(p)

@@ -332,7 +332,7 @@ def export_onnx(
                 "dtype": "float32",
                 "layout": "NCHW",
                 "channels": channels,
-                "channel_order": "rgb",
+                "channel_order": cfg.channel_order if channels == 3 else "rgb",
                 "grayscale": "Pillow L luminance" if channels == 1 else None,
                 "scale": "1/255",
                 "range": [0.0, 1.0],

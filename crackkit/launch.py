@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 
 from crackkit import distributed
-from crackkit.pipeline import evaluate_run, prepare, report_run, supervise
+from crackkit.pipeline import evaluate_run, prepare, report_run, supervise, warm_start
 from crackkit.run import Run, add_run_arguments, config_from_arguments
 from crackkit.runtime import resolve_device
 from crackkit.train import train
@@ -39,12 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             prepared = prepare(cfg, run, progress=False)
             run.log.info(f"Supervision: {supervise(cfg, run, prepared).summary()}")
             run.log.info(f"Distributed training on {dist_info.world_size} process(es)")
+            init = warm_start(cfg, run)
             log = run.log.info
         distributed.barrier()
         if not dist_info.is_main:
             run = Run.open(args.run_dir)
             prepared = prepare(cfg, None, progress=False)
             supervise(cfg, run, prepared, record=False)
+            init = warm_start(cfg, run, record=False)
             log = _quiet
         train(
             cfg,
@@ -54,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume=args.resume,
             progress=False,
             log=log,
+            init=init,
         )
         distributed.barrier()
         if dist_info.is_main and not args.train_only:

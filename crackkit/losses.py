@@ -279,6 +279,11 @@ class SegDecLoss:
         dynamic: dynamic balancing on.
         seg_pos_weight, dec_pos_weight: positive-class weights of the BCEs (None: unweighted).
         seg_logit_offset: constant added to the segmentation logits inside the loss.
+        reduction: ``"mean"`` of the per-sample losses over the batch, or ``"sum"`` (the
+            original's sub-iterations: gradient x N); the logged values are means either way.
+        decision_target: ``"label"``, or ``"mask_max"``: the maximum of each image's mask as the
+            segmentation loss sees it (downsized for a 1/8 output, as the original's
+            ``seg_masks_.max()``); an image-level positive's target stays its label 1.
     """
 
     epochs: int
@@ -287,6 +292,8 @@ class SegDecLoss:
     seg_pos_weight: float | None = None
     dec_pos_weight: float | None = None
     seg_logit_offset: float = 0.0
+    reduction: str = "mean"
+    decision_target: str = "label"
 
     @classmethod
     def from_config(
@@ -309,8 +316,9 @@ class SegDecLoss:
         Raises:
             ValueError: ``bce_loss_w`` without a ``crack_fraction``.
         """
+        base = {"reduction": cfg.loss_reduction, "decision_target": cfg.decision_target}
         if not cfg.bce_loss_w:
-            return cls(cfg.epochs, cfg.delta_cls_loss, cfg.dyn_balanced_loss)
+            return cls(cfg.epochs, cfg.delta_cls_loss, cfg.dyn_balanced_loss, **base)
         if crack_fraction is None:
             raise ValueError("bce_loss_w needs the training masks' crack_fraction")
         seg_w, dec_w = bce_class_weights(crack_fraction, n_positive, n_negative)
@@ -322,6 +330,7 @@ class SegDecLoss:
             seg_pos_weight=seg_w,
             dec_pos_weight=dec_w,
             seg_logit_offset=offset,
+            **base,
         )
 
     def weights(self, epoch: int) -> tuple[float, float]:
@@ -339,9 +348,16 @@ class SegDecLoss:
         epoch: int,
         segmented: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """:func:`total_loss` of one batch at 0-based ``epoch``."""
+        """:func:`total_loss` of one batch at 0-based ``epoch``, with ``"loss_mean"`` (the mean
+        per-sample total, detached, for logs) and ``"loss"`` reduced as :attr:`reduction` says."""
         seg_weight, dec_weight = self.weights(epoch)
-        return total_loss(
+        if self.decision_target == "mask_max":
+            target = downsample_target(masks.float(), tuple(seg_logits.shape[-2:]))
+            target = target.amax(dim=(1, 2, 3))
+            if segmented is not None:
+                target = torch.where(segmented > 0, target, labels.float().reshape(-1))
+            labels = target
+        out = total_loss(
             dec_logits,
             seg_logits,
             labels,
@@ -354,3 +370,7 @@ class SegDecLoss:
             seg_logit_offset=self.seg_logit_offset,
             segmented=segmented,
         )
+        out["loss_mean"] = out["loss"].detach()
+        if self.reduction == "sum":
+            out["loss"] = out["loss"] * dec_logits.shape[0]
+        return out

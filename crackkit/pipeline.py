@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from crackkit import distributed
+from crackkit import distributed, original_log
 from crackkit.checkpoint import load_checkpoint, load_model, validation_thresholds
 from crackkit.config import RunConfig
 from crackkit.data.dataset import (
@@ -32,11 +32,13 @@ from crackkit.files import atomic_write_json, write_csv
 from crackkit.report import plot_gallery, render_eval, render_report
 from crackkit.run import RUN_FILES, Run, RunDirError
 from crackkit.train import TrainResult, train
+from crackkit.warmstart import InitWeights, read_init_weights
 
 __all__ = [
     "Prepared",
     "prepare",
     "supervise",
+    "warm_start",
     "train_run",
     "evaluate_run",
     "evaluate_dataset",
@@ -138,6 +140,55 @@ def supervise(cfg: RunConfig, run: Run, prepared: Prepared, *, record: bool = Tr
     return sup
 
 
+def warm_start(cfg: RunConfig, run: Run, *, record: bool = True) -> InitWeights | None:
+    """Read the run's starting weights (``init_weights``) and record them in
+    ``init_weights.json``; None without ``init_weights`` or when the run resumes from a
+    checkpoint of its own. A run folder stands for its chosen checkpoint (as ``predict --run``).
+
+    Raises:
+        CheckpointError: missing, unreadable or unfit weights (the message names both sides).
+        RunDirError: a folder that is not a run folder.
+    """
+    if not cfg.init_weights or run.checkpoints.last.exists():
+        return None
+    given = Path(cfg.init_weights).expanduser()
+    if given.is_dir():
+        try:
+            path = Run.open(given).checkpoint()
+        except RunDirError as exc:
+            raise RunDirError(f"init_weights {given}: {exc}") from None
+    else:
+        path = given
+    init = read_init_weights(path, cfg)
+    if record:
+        run.write("init_weights", init.record(cfg.init_weights))
+    return init
+
+
+#: The original's DATASET names of the kit's prepared sets.
+ORIGINAL_DATASET_NAMES = {"crack500": "CRACK500", "cfd": "CFD"}
+
+
+def _log_original_header(
+    cfg: RunConfig, run: Run, prepared: Prepared, sup: Supervision, log: Any
+) -> None:
+    """The seed fork's parameter block and data set lines, at the start of the run log."""
+    block = original_log.parameter_block(
+        cfg,
+        dataset_name=ORIGINAL_DATASET_NAMES.get(cfg.dataset, cfg.dataset),
+        dataset_path=str(prepared.root),
+        n_segmented=sup.n_segmented,
+        results_path=str(run.path.parent),
+    )
+    log.info("Run parameters in the original code's names:")
+    for line in block:
+        log.info(line)
+    pos = sup.n_positive
+    log.info(original_log.dataset_line("train", pos, len(sup.samples) - pos))
+    val = prepared.summary.get("test" if cfg.validate_on_test else "val", {})
+    log.info(original_log.dataset_line("val", val.get("positives", 0), val.get("negatives", 0)))
+
+
 def train_run(
     cfg: RunConfig,
     run_dir: Path | str | None = None,
@@ -160,7 +211,10 @@ def train_run(
             if k != "sum"
         )
     )
-    log.info(f"Supervision: {supervise(cfg, run, prepared).summary()}")
+    sup = supervise(cfg, run, prepared)
+    log.info(f"Supervision: {sup.summary()}")
+    _log_original_header(cfg, run, prepared, sup, log)
+    init = warm_start(cfg, run) if distributed.info().enabled or cfg.nproc_per_node == 1 else None
     t0 = time.perf_counter()
     if cfg.nproc_per_node > 1 and not distributed.info().enabled:
         log.info(f"Launching torchrun with {cfg.nproc_per_node} processes")
@@ -175,6 +229,7 @@ def train_run(
             resume=resume,
             progress=progress,
             log=log.info,
+            init=init,
         )
     except Exception as exc:
         log.error(f"Training stopped: {type(exc).__name__}: {exc}")

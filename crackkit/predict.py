@@ -424,6 +424,7 @@ class Predictor:
             batch_size=batch_size,
             checkpoint=path,
             epoch=state.get("epoch"),
+            channel_order=cfg.channel_order,
             **options,
         )
 

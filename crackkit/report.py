@@ -450,13 +450,34 @@ def _all(value: int | None) -> str:
     return "all" if value is None else str(value)
 
 
-def _parameters_section(cfg: RunConfig) -> str:
+def _init_weights_text(record: dict[str, Any] | None) -> str:
+    if not record:
+        return ""
+    size = record.get("source_input_size")
+    trained = f", trained at {size[0]}x{size[1]}" if size else ""
+    epoch = f", epoch {record['epoch']}" if record.get("epoch") is not None else ""
+    return (
+        f"Initial weights (`init_weights` = `{record.get('given')}`): `{record.get('file')}`, "
+        f"a {record.get('kind')} for `{record.get('architecture')}` "
+        f"({record.get('input_channels')} channel(s), {str(record.get('channel_order')).upper()}"
+        f"{trained}{epoch}), SHA-256 `{record.get('sha256')}`. A new run from these weights "
+        "(its own optimizer; the prior initialisation skipped), not a resume."
+    )
+
+
+def _parameters_section(cfg: RunConfig, init_record: dict[str, Any] | None = None) -> str:
     label = {"adam": "Adam", "sgd": "SGD"}
     rows = [[name, label.get(getattr(cfg, f), getattr(cfg, f))] for name, f in SEED_REPORT_ROWS]
     extra = [
         ["Architecture", cfg.architecture],
         ["Weighted seg. loss p / max", f"{cfg.weighted_seg_loss_p} / {cfg.weighted_seg_loss_max}"],
         ["Class-weighted BCE (bce_loss_w, SegDecNet++)", cfg.bce_loss_w],
+        ["Augmentation mode", cfg.augmentation_mode if cfg.augmentation else "off"],
+        [
+            "Loss reduction over the batch / decision target",
+            f"{cfg.loss_reduction} / {cfg.decision_target}",
+        ],
+        ["Channel order fed to the network", cfg.channel_order.upper()],
         [
             "Segmented positives (num_segmented) / positives used (train_num)",
             f"{_all(cfg.num_segmented)} / {_all(cfg.train_num)}",
@@ -483,13 +504,16 @@ def _parameters_section(cfg: RunConfig) -> str:
         "`crackkit.config.DEVIATIONS` at the original code's value)."
     )
     return "\n\n".join(
-        [
+        s
+        for s in [
             "## Run parameters",
             markdown_table(["Parameter", "Value"], rows),
             "Further parameters of this run:",
             markdown_table(["Parameter", "Value"], extra),
+            _init_weights_text(init_record),
             deviation_text,
         ]
+        if s
     )
 
 
@@ -923,7 +947,10 @@ def render_report(run: Run) -> Document:
         f"# Results of training on the {cfg.dataset} dataset",
         f"Run folder `{run_dir.name}`; architecture `{cfg.architecture}`. " + _intro(metrics),
         _dataset_section(cfg, dataset, run.file("segmented")),
-        _parameters_section(cfg),
+        _parameters_section(
+            cfg,
+            run.read("init_weights") if run.file("init_weights").is_file() else None,
+        ),
         *_metrics_sections(metrics, cfg, cfg.dataset),
         "## Losses",
         "![Loss](plots/loss.png)\n\n![Dec Loss](plots/loss_dec.png)\n\n"

@@ -10,6 +10,7 @@ Layout of a run folder (:data:`RUN_FILES`)::
     environment.json     versions, commit, device, command line (written when training starts)
     dataset.json         the data set's record (crackkit.data.dataset.dataset_record)
     segmented.csv        every training image and whether its mask is used (mixed supervision)
+    init_weights.json    the starting weights of a warm start (init_weights): file, SHA-256, kind
     history.csv          one row per epoch
     metrics.json         final evaluation
     run.log              the run's log (the seed's "Output")
@@ -70,6 +71,7 @@ RUN_FILES = {
     "environment": "environment.json",
     "dataset": "dataset.json",
     "segmented": "segmented.csv",
+    "init_weights": "init_weights.json",
     "history": "history.csv",
     "metrics": "metrics.json",
     "log": "run.log",

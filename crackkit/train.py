@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from crackkit import distributed
+from crackkit import distributed, original_log
 from crackkit.checkpoint import (
     RESUME_KEYS,
     CheckpointError,
@@ -41,7 +41,7 @@ from crackkit.evaluate import evaluate
 from crackkit.files import write_csv
 from crackkit.inference import to_input
 from crackkit.losses import SegDecLoss
-from crackkit.model import init_segmentation_prior
+from crackkit.model import init_segmentation_prior, segmentation_bias
 from crackkit.runtime import (
     Placement,
     autocast,
@@ -51,6 +51,7 @@ from crackkit.runtime import (
     seed_everything,
     set_rng_state,
 )
+from crackkit.warmstart import InitWeights
 
 __all__ = [
     "NonFiniteLossError",
@@ -133,8 +134,10 @@ def train_one_epoch(
     ema: WeightEMA | None = None,
 ) -> dict[str, Any]:
     """One pass over ``loader`` at 0-based ``epoch``; returns mean losses, correct decisions and
-    the sample count (summed over the processes of a distributed run). ``scheduler``, when
-    given, is stepped after every optimizer step (a per-step schedule), and so is ``ema``.
+    the sample count (summed over the processes of a distributed run), and ``compute_s``, the
+    seconds of forward, backward and optimizer steps (the rest of the epoch is data loading; on a
+    GPU, launch time: no step waits for the device). ``scheduler``, when given, is stepped after
+    every optimizer step (a per-step schedule), and so is ``ema``.
 
     Raises:
         NonFiniteLossError: a batch's loss was NaN or infinite (the message names the batch).
@@ -145,7 +148,9 @@ def train_one_epoch(
     correct = torch.zeros((), device=device, dtype=torch.long)
     batch_losses = []
     n_samples = 0
+    compute_s = 0.0
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        t0 = time.perf_counter()
         x = to_input(batch["image"], device, placement.channels_last)
         y = batch["mask"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
@@ -164,9 +169,11 @@ def train_one_epoch(
             scheduler.step()
         if ema is not None:
             ema.update()
+        compute_s += time.perf_counter() - t0
         n = x.shape[0]
         n_samples += n
-        detached = torch.stack([losses["loss"].detach(), losses["loss_seg"], losses["loss_dec"]])
+        mean = losses.get("loss_mean", losses["loss"].detach())
+        detached = torch.stack([mean, losses["loss_seg"], losses["loss_dec"]])
         batch_losses.append(detached[0])
         sums += detached * n
         correct += ((dec.detach()[:, 0] > 0) == (label > 0.5)).sum()
@@ -189,26 +196,26 @@ def train_one_epoch(
         "loss_dec": means[2],
         "correct": int(correct),
         "n_train": n_samples,
+        "compute_s": compute_s,
     }
 
 
-def _format_epoch(epoch: int, cfg: RunConfig, row: dict[str, Any]) -> str:
-    line = (
-        f"Epoch {epoch}/{cfg.epochs} ==> avg_loss_seg={row['loss_seg']:.5f}, "
-        f"avg_loss_dec={row['loss_dec']:.5f}, avg_loss={row['loss']:.5f}, "
-        f"correct={row['correct']}/{row['n_train']}, lr={row['lr']:.3g}, "
-        f"weights seg/dec={row['seg_weight']:.3f}/{row['dec_weight']:.4f}, "
-        f"in {row['time_s']:.2f}s/epoch"
-    )
+def _epoch_lines(epoch: int, cfg: RunConfig, row: dict[str, Any], scheduled: bool) -> list[str]:
+    """The epoch's log lines: the seed fork's (:mod:`crackkit.original_log`), then crackkit's."""
+    lines = [
+        original_log.epoch_line(epoch, cfg.epochs, row),
+        original_log.lr_line(row["lr_after"], scheduler=scheduled),
+    ]
     if row.get("val_f1_2px") is not None:
-        line += (
-            f"\n  VALIDATION ==> loss={row['val_loss']:.5f}, AP={_fmt(row['val_ap'])}, "
-            f"dec F1={row['val_dec_f1']:.4f}, 2px Pr/Re/F1={row['val_precision_2px']:.4f}/"
-            f"{row['val_recall_2px']:.4f}/{row['val_f1_2px']:.4f} "
-            f"@{row['val_threshold_2px']:.3f}, Dice={row['val_dice']:.4f}, IoU={row['val_iou']:.4f}"
-            f" in {row['val_time_s']:.2f}s"
+        lines += row.pop("_fork_validation")
+        lines.append(
+            f"  crackkit validation: loss={row['val_loss']:.5f}, AP (step-wise)="
+            f"{_fmt(row['val_ap'])}, dec F1={row['val_dec_f1']:.4f}, 2px Pr/Re/F1 (crack images, "
+            f"prob >= t)={row['val_precision_2px']:.4f}/{row['val_recall_2px']:.4f}/"
+            f"{row['val_f1_2px']:.4f} @{row['val_threshold_2px']:.3f}, Dice={row['val_dice']:.4f},"
+            f" IoU={row['val_iou']:.4f} in {row['val_time_s']:.2f}s"
         )
-    return line
+    return lines
 
 
 def _fmt(x: Any) -> str:
@@ -248,6 +255,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    init: InitWeights | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``splits``; returns the chosen model and the history.
 
@@ -258,6 +266,9 @@ def train(
         splits: samples per split, as from :func:`crackkit.data.dataset.load_splits`.
         resume: continue from ``last.pt``, the end of the last complete epoch (from the start
             when no epoch was completed).
+        init: starting weights (``init_weights``, :func:`crackkit.warmstart.read_init_weights`),
+            loaded before the first step of a fresh run; the prior initialisation is then
+            skipped. A resumed run continues from ``last.pt`` instead.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the last good checkpoint is kept.
@@ -272,14 +283,26 @@ def train(
     model, placement = model_for(cfg, device)
     train_ds = CrackDataset(splits["train"], cfg, train=True)
     fresh = not (resume and checkpoints.last.exists())
-    needs_fraction = cfg.bce_loss_w or (cfg.seg_prior_init and fresh)
+    prior = cfg.seg_prior_init and fresh and init is None
+    if init is not None and fresh:
+        try:
+            model.load_state_dict(init.state_dict)
+        except RuntimeError as exc:
+            raise CheckpointError(f"init_weights {init.path} do not fit the model: {exc}") from None
+        log(f"Initial weights: {init.summary()}; a new run with its own optimizer")
+        if cfg.seg_prior_init:
+            log(
+                "Segmentation prior: skipped, the loaded weights keep their output bias "
+                f"({float(segmentation_bias(model).detach().reshape(-1)[0]):.4f})"
+            )
+    needs_fraction = cfg.bce_loss_w or prior
     fraction = train_ds.crack_fraction() if needs_fraction else None  # reads every known mask
-    if cfg.seg_prior_init and fresh and train_ds.n_segmented_positive == 0:
+    if prior and train_ds.n_segmented_positive == 0:
         log(
             "Segmentation prior: skipped, no positive training image is segmented (the crack "
             "fraction of the known masks is 0); the final segmentation bias stays at 0"
         )
-    elif cfg.seg_prior_init and fresh:
+    elif prior:
         bias = init_segmentation_prior(model, fraction)
         log(
             f"Segmentation prior: crack fraction {fraction:.5f} of the segmented training "
@@ -307,7 +330,10 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     val_split = "test" if cfg.validate_on_test else "val"
-    val_ds = CrackDataset(splits[val_split], cfg, train=False) if cfg.validate else None
+    val_ds = None
+    if cfg.validate:  # fork-2022-02 augments validation samples too
+        val_augment = cfg.augmentation_mode == "fork-2022-02"
+        val_ds = CrackDataset(splits[val_split], cfg, train=False, augment=val_augment)
     sampler = FrequencySampler(
         train_ds.labels,
         frequency_sampling=cfg.frequency_sampling,
@@ -352,9 +378,18 @@ def train(
         log(f"Resuming {checkpoints.folder.parent.name} after epoch {start_epoch}/{cfg.epochs}")
 
     for epoch in tqdm(range(start_epoch, cfg.epochs), desc="epochs", disable=not progress):
+        if main and cfg.snapshot_every and epoch % cfg.snapshot_every == 0:
+            path = checkpoints.save(f"ep_{epoch:02d}", model_state(eval_model, cfg, epoch, best))
+            log(original_log.saving_line(path))
         seg_w, dec_w = loss_fn.weights(epoch)
+        if main:
+            multiplier = 0 if cfg.gradient_adjustment else 1
+            for line in original_log.weight_lines(seg_w, dec_w, multiplier):
+                log(line)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
+        if val_ds is not None:
+            val_ds.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]  # at the epoch's start (a per-step schedule moves it)
         t0 = time.perf_counter()
         stats = train_one_epoch(
@@ -379,6 +414,7 @@ def train(
         }
         if scheduler is not None and not per_step:
             scheduler.step()
+        row["lr_after"] = optimizer.param_groups[0]["lr"]
         # As the original: after the first epoch, every validation_every-th after it, the last.
         last_epoch = epoch + 1 == cfg.epochs
         if val_ds is not None and (epoch % cfg.validation_every == 0 or last_epoch) and main:
@@ -397,11 +433,16 @@ def train(
             )
             row.update(_validation_row(metrics, seg_w, dec_w))
             row["val_time_s"] = time.perf_counter() - t1
+            split_name = "TEST" if cfg.validate_on_test else "VAL"
+            row["_fork_validation"] = original_log.validation_lines(
+                metrics, split_name, cfg.tolerance
+            )
             score = selection_score(cfg, metrics)
             row["best"] = score > best["score"]
             if row["best"]:
                 best = {"score": score, "epoch": epoch + 1, "metrics": slim_metrics(metrics)}
                 checkpoints.save("best", model_state(eval_model, cfg, epoch + 1, best))
+        fork_lines = _epoch_lines(epoch + 1, cfg, row, scheduler is not None and not per_step)
         history.append(row)
         if main:
             checkpoints.save(
@@ -417,11 +458,13 @@ def train(
                 },
             )
             write_csv(history_path, history)
-            log(_format_epoch(epoch + 1, cfg, row))
+            for line in fork_lines:
+                log(line)
             if row.get("best"):
+                log(original_log.new_best_line(cfg.best_model_type))
                 log(
-                    f"  New best model at epoch {epoch + 1}: "
-                    f"{cfg.best_model_type} score {best['score']:.4f}"
+                    f"  crackkit: new best model at epoch {epoch + 1}, {cfg.best_model_type} "
+                    f"score {best['score']:.4f}; {original_log.saving_line(checkpoints.best)}"
                 )
         distributed.barrier()
 

@@ -9,7 +9,6 @@ depend on worker count or on whether the run was resumed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch.utils.data import Dataset
 
 from crackkit import paths
 from crackkit.config import RunConfig
+from crackkit.data.augment import Draw, apply_draw, draw_augmentation
 from crackkit.data.folder import (
     DatasetError,
     Sample,
@@ -214,14 +214,6 @@ def _read_record(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-@dataclass(frozen=True)
-class _Aug:
-    hflip: bool
-    vflip: bool
-    brightness: float
-    contrast: float
-
-
 class CrackDataset(Dataset):
     """Samples as tensors: ``image`` uint8 (C, H, W), ``mask`` float (1, H, W) in {0, 1},
     ``weight`` float (1, H, W) when weighted loss is on, ``label`` float (), ``index`` int, and
@@ -230,18 +222,26 @@ class CrackDataset(Dataset):
 
     Training samples (``train=True``) get the configured mask dilation, random crop
     (:meth:`crop_window`; ``label`` is then whether the crop holds a crack pixel), augmentation
-    and loss weights; evaluation samples keep the annotation as drawn.
+    (:mod:`crackkit.data.augment`) and loss weights; evaluation samples keep the annotation as
+    drawn, but for ``dilate_mode="original"`` (every mask dilated at its native size) and
+    ``augmentation_mode="fork-2022-02"``, which augments validation samples too (``augment=True``;
+    their items then carry ``flip``, the net geometric transform, so the evaluation can undo it).
+
+    Images are served in ``cfg.channel_order`` (``bgr``: channels reversed, as OpenCV reads them).
 
     Images whose size differs from ``(cfg.input_height, cfg.input_width)`` are resized (masks by
     nearest neighbour after a max-preserving step, so thin cracks survive downscaling).
     """
 
-    def __init__(self, samples: list[Sample], cfg: RunConfig, *, train: bool) -> None:
+    def __init__(
+        self, samples: list[Sample], cfg: RunConfig, *, train: bool, augment: bool | None = None
+    ) -> None:
         if not samples:
             raise DatasetError("empty split: no images to serve")
         self.samples = list(samples)
         self.cfg = cfg
         self.train = train
+        self.augment = bool(cfg.augmentation and (train if augment is None else augment))
         self.epoch = 0
         self.labels = [bool(s.positive) for s in self.samples]
         self.segmented = [s.segmented for s in self.samples]
@@ -265,16 +265,16 @@ class CrackDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _augmentation(self, index: int) -> _Aug | None:
-        if not (self.train and self.cfg.augmentation):
+    def augmentation(self, index: int) -> Draw | None:
+        """Sample ``index``'s augmentation this epoch, or None (:mod:`crackkit.data.augment`)."""
+        if not self.augment:
             return None
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
-        rotate = rng.random() < 0.25
-        return _Aug(
-            hflip=bool(rotate ^ (rng.random() < 0.5)),
-            vflip=bool(rotate ^ (rng.random() < 0.5)),
-            brightness=float(rng.uniform(-0.1, 0.1)),
-            contrast=float(rng.uniform(0.8, 1.2)),
+        return draw_augmentation(
+            self.cfg.augmentation_mode,
+            rng,
+            positive=self.labels[index],
+            validation=not self.train,
         )
 
     def crop_window(self, index: int) -> tuple[int, int, int, int] | None:
@@ -289,13 +289,18 @@ class CrackDataset(Dataset):
         return top, left, h, w
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image uint8 (H, W, C) and mask bool (H, W) at the configured input size."""
+        """Image uint8 (H, W, C) in the configured channel order and mask bool (H, W), at the
+        configured input size (masks dilated at native size for ``dilate_mode="original"``)."""
         sample = self.samples[index]
         image = read_image(sample.image, self.cfg.input_channels)
+        if self.cfg.channel_order == "bgr" and image.shape[-1] == 3:
+            image = image[..., ::-1]
         if sample.mask is None:
             mask = np.zeros(image.shape[:2], dtype=bool)
         else:
             mask = read_mask(sample.mask, shape=image.shape[:2])
+            if self.cfg.dilate_mode == "original":
+                mask = dilate_mask(mask, self.cfg.dilate)
         size = (self.cfg.input_height, self.cfg.input_width)
         if image.shape[:2] != size:
             image, mask = _resize(image, mask, size)
@@ -310,15 +315,20 @@ class CrackDataset(Dataset):
             if not self.segmented[i]:
                 continue
             _, mask = self.read(i)
-            if self.train and self.cfg.dilate > 1:
+            if self._dilates:
                 mask = dilate_mask(mask, self.cfg.dilate)
             crack += int(mask.sum())
             total += mask.size
         return crack / max(total, 1)
 
+    @property
+    def _dilates(self) -> bool:
+        """Training masks dilated at the input size (crackkit's ``dilate_mode``)."""
+        return self.train and self.cfg.dilate > 1 and self.cfg.dilate_mode == "train"
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, mask = self.read(index)
-        if self.train and self.cfg.dilate > 1:
+        if self._dilates:
             mask = dilate_mask(mask, self.cfg.dilate)
         label = float(self.labels[index])
         window = self.crop_window(index)
@@ -327,9 +337,9 @@ class CrackDataset(Dataset):
             image = image[top : top + h, left : left + w]
             mask = mask[top : top + h, left : left + w]
             label = float(mask.any())
-        aug = self._augmentation(index)
+        aug = self.augmentation(index)
         if aug is not None:
-            image, mask = _apply(aug, image, mask)
+            image, mask = apply_draw(aug, image, mask)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
@@ -338,21 +348,17 @@ class CrackDataset(Dataset):
         }
         if self.mixed:
             item["segmented"] = torch.tensor(float(self.segmented[index]))
+        if self.augment and not self.train:
+            item["flip"] = torch.tensor(aug.flip if aug is not None else 0)
         if self.cfg.weighted_seg_loss:
-            w = distance_weights(mask, self.cfg.weighted_seg_loss_p, self.cfg.weighted_seg_loss_max)
+            w = distance_weights(
+                mask,
+                self.cfg.weighted_seg_loss_p,
+                self.cfg.weighted_seg_loss_max,
+                scope=self.cfg.weighted_seg_loss_dmax,
+            )
             item["weight"] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None]
         return item
-
-
-def _apply(aug: _Aug, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if aug.hflip:
-        image, mask = image[:, ::-1], mask[:, ::-1]
-    if aug.vflip:
-        image, mask = image[::-1], mask[::-1]
-    img = image.astype(np.float32)
-    mean = img.mean()
-    img = (img - mean) * aug.contrast + mean + 255.0 * aug.brightness
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
 
 
 def _resize(

@@ -35,14 +35,31 @@ def test_seven_pixel_bar_grows_symmetrically_to_its_centre(p: float, max_weight:
 
 
 def test_components_are_normalised_independently() -> None:
-    """A 1-px crack and a 7-px crack both reach max_weight, and the thick one is unchanged."""
+    """scope='component' (the forks'): a 1-px crack and a 7-px crack both reach max_weight, and
+    the thick one is unchanged."""
+    thick = _bar()
+    both = thick.copy()
+    both[25, 2:46] = True
+    weights = distance_weights(both, 2.0, 3.0, scope="component")
+    np.testing.assert_allclose(weights[25, 2:46], 3.0)
+    assert weights[thick].max() == pytest.approx(3.0)
+    np.testing.assert_array_equal(
+        weights[thick], distance_weights(thick, 2.0, 3.0, scope="component")[thick]
+    )
+
+
+def test_the_published_d_max_is_one_over_the_whole_mask() -> None:
+    """scope='mask' (upstream distance_transform): beside the 7-px crack (d_max 4) the hairline
+    weighs 3 * (1/4)^2 = 0.1875, where alone it weighs 3."""
     thick = _bar()
     both = thick.copy()
     both[25, 2:46] = True
     weights = distance_weights(both, 2.0, 3.0)
-    np.testing.assert_allclose(weights[25, 2:46], 3.0)
-    assert weights[thick].max() == pytest.approx(3.0)
-    np.testing.assert_array_equal(weights[thick], distance_weights(thick, 2.0, 3.0)[thick])
+    np.testing.assert_allclose(weights[25, 2:46], 0.1875, rtol=1e-6)
+    np.testing.assert_allclose(weights[thick], distance_weights(thick, 2.0, 3.0)[thick])
+    alone = np.zeros_like(thick)
+    alone[25, 2:46] = True
+    np.testing.assert_allclose(distance_weights(alone, 2.0, 3.0)[25, 2:46], 3.0)
 
 
 def test_diagonal_neighbours_share_a_component() -> None:
@@ -50,7 +67,7 @@ def test_diagonal_neighbours_share_a_component() -> None:
     mask = np.zeros((16, 16), dtype=bool)
     mask[4:7, 4:7] = True
     mask[7, 7] = True
-    weights = distance_weights(mask, 1.0, 1.0)
+    weights = distance_weights(mask, 1.0, 1.0, scope="component")
     assert weights[5, 5] == pytest.approx(1.0)
     assert weights[7, 7] == pytest.approx(0.5)
 
