@@ -90,7 +90,9 @@ def test_image_without_mask_is_an_error_naming_it(tmp_path: Path) -> None:
     """A missing mask names the image and the negatives_without_mask option."""
     _add(tmp_path, "train", "a", _crack())
     _add(tmp_path, "train", "b", None)
-    with pytest.raises(DatasetError, match=r"b\.png: image with neither a mask.*negatives_without_mask"):
+    with pytest.raises(
+        DatasetError, match=r"b\.png: image with neither a mask.*negatives_without_mask"
+    ):
         scan_split(tmp_path, "train")
 
 
