@@ -78,12 +78,13 @@ def run_grid(
     base: Sequence[tuple[str, str]] = (),
     architectures: Sequence[str] = ("segdecnet++",),
     seed_param: str = "seed",
+    preset: str | None = None,
 ) -> list[dict]:
     """Train every recipe x network x seed with ``crackkit run``; returns one metrics row each.
 
     ``seed_param`` is the run parameter the seed goes into (``seed``, the initialisation; or
-    ``segmented_seed``, the choice of segmented images). Each run's folder is kept under
-    ``runs_root``.
+    ``segmented_seed``, the choice of segmented images). ``preset`` is applied before the
+    parameters. Each run's folder is kept under ``runs_root``.
     """
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = []
@@ -93,6 +94,8 @@ def run_grid(
         run_dir = runs_root / f"{stamp}-{name}-{arch}-seed{seed}"
         pairs = [("architecture", arch), (seed_param, str(seed)), *base, *params]
         cmd = [_crackkit(), "run", "--dataset", str(data), "--run-dir", str(run_dir), "--quiet"]
+        if preset:
+            cmd += ["--preset", preset]
         for key, value in pairs:
             cmd += ["-p", key, value]
         print("$", " ".join(cmd), flush=True)
