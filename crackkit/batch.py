@@ -162,8 +162,23 @@ def run_pipeline(
     steps: Sequence[str] | None = None,
     log_output: bool = True,
 ) -> Path:
-    """Execute the pipeline's notebooks into one run folder; returns the path of REPORT.md."""
-    path = Run.create(cfg, run_dir, resume=resume, overwrite=overwrite).path
+    """Execute the pipeline's notebooks into one run folder; returns the path of REPORT.md.
+
+    The folder's lock (:func:`crackkit.run.run_lock`) is held throughout; the notebooks' kernels
+    share it.
+    """
+    with Run.start(cfg, run_dir, resume=resume, overwrite=overwrite) as run:
+        return _run_notebooks(cfg, run.path, resume=resume, steps=steps, log_output=log_output)
+
+
+def _run_notebooks(
+    cfg: RunConfig,
+    path: Path,
+    *,
+    resume: bool,
+    steps: Sequence[str] | None,
+    log_output: bool,
+) -> Path:
     nb_dir = path / RUN_FILES["notebooks"]
     nb_dir.mkdir(parents=True, exist_ok=True)
     suffix = f".resume-{_dt.datetime.now():%Y%m%d-%H%M%S}" if resume else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from crackkit.files import atomic_write_text
-from crackkit.specs import ARCHITECTURES, check_input_size
+from crackkit.specs import ARCHITECTURES, MAX_IMAGE_PIXELS, check_input_size
 
 __all__ = [
     "ConfigError",
@@ -129,6 +130,9 @@ class RunConfig:
     use_negatives: bool = True
     negatives_without_mask: bool = False
     negatives_dir: str = ""
+    # Not in the original code: an image (training, validation, test) of more pixels is refused
+    # from its header, before it is decoded (crackkit.data.folder).
+    max_image_pixels: int = field(default=MAX_IMAGE_PIXELS, metadata=_range(1))
     # Reproducibility and speed
     seed: int = field(default=0, metadata=_range(0))
     device: str = field(default="auto", metadata=_choice(*DEVICES))
@@ -208,6 +212,7 @@ DATA_FIELDS = (
     "synthetic_negative_fraction",
     "negatives_without_mask",
     "negatives_dir",
+    "max_image_pixels",
     "seed",
 )
 
@@ -267,13 +272,17 @@ def coerce_value(name: str, value: Any) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
                 raise bad from None
-        raise bad
+        else:
+            raise bad
+        if not math.isfinite(number):
+            raise ConfigError(f"parameter {name!r} got {value!r}; it must be a finite number")
+        return number
     if kind is str:
         if isinstance(value, str):
             return value
@@ -371,6 +380,8 @@ def make_config(params: Mapping[str, Any] | None = None, *, preset: str | None =
     Raises:
         ConfigError: an unknown preset or parameter, or a bad value; the message names it.
     """
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError(f"run parameters must map names to values, got a {type(params).__name__}")
     values: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
@@ -402,14 +413,29 @@ def config_diff(a: RunConfig | Mapping[str, Any], b: RunConfig | Mapping[str, An
 
 
 def load_config(path: str | Path) -> RunConfig:
+    """The :class:`RunConfig` a ``config.json`` records.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not JSON, not an object of run parameters, or a bad parameter; the message
+            names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no run configuration at {path}")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
-    return make_config(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} holds a JSON {type(data).__name__}, not an object of run parameters "
+            '({"lr": 0.001, ...})'
+        )
+    try:
+        return make_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 #: Run parameters that can take a run away from the published method: the value that reproduces
