@@ -75,6 +75,8 @@ def plain_state(value: Any, where: str = "checkpoint") -> Any:
     Raises:
         CheckpointError: an object of another type; ``where`` names its place.
     """
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
     if isinstance(value, torch.Tensor | str | bool | int | float | None):
         return value
     if isinstance(value, np.ndarray):
@@ -82,8 +84,6 @@ def plain_state(value: Any, where: str = "checkpoint") -> Any:
             raise CheckpointError(f"{where} holds a NumPy array of {value.dtype}")
         wide = np.int64 if value.dtype.kind in "iu" else None
         return torch.from_numpy(np.array(value, dtype=wide if wide else value.dtype))
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, dict):
         return type(value)((k, plain_state(v, f"{where}[{k!r}]")) for k, v in value.items())
     if isinstance(value, list | tuple):
@@ -221,7 +221,13 @@ def convert_checkpoint(
         state["rng"]["numpy"] = list(state["rng"]["numpy"])
     buf = io.BytesIO()
     torch.save(state, buf)
-    torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=True)
+    try:
+        torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be converted: it still needs "
+            f"{_refused_global(exc) or 'an object that is not a tensor'}"
+        ) from None
     target = path if out is None else Path(out)
     if target.resolve() == path.resolve():
         backup = path.with_name(path.name + ".orig")
