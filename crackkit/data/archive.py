@@ -271,6 +271,8 @@ def _plan(archive: Path, members: Iterator[_Member], dest: Path, limits: Archive
                 )
             total += member.size
         plan.append(member)
+    if not files:
+        raise ArchiveError(f"{archive}: the archive holds no files")
     clash = next((m for parts, m in files.items() if parts in folders), None)
     if clash is not None:
         raise _unsafe(archive, clash.name, "a file of the same name as a folder of the archive")

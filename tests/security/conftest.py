@@ -88,19 +88,19 @@ def marker(tmp_path) -> Path:
     return tmp_path / "PWNED"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def plant_payload():
     """``plant_payload(path, marker, cfg_dict=None)``: a live malicious checkpoint at ``path``."""
     return _plant_payload
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_run():
     """``make_run(folder, amp="off", seed=0)``: a run folder made by hand."""
     return _make_run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def photo():
     """``photo(path, height=64, width=128, seed=0)``: a noisy photo with a dark bar."""
     return _photo
