@@ -87,6 +87,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
+from crackkit.config import ConfigError
 from crackkit.data.folder import (
     IMAGE_EXTENSIONS,
     DatasetError,
@@ -100,6 +101,7 @@ from crackkit.geometry import rows as geometry_rows
 from crackkit.predict import Predictor, PredictWarning, padded_shape
 from crackkit.report import error_overlay
 from crackkit.run import RUN_FILES, RunDirError
+from crackkit.specs import MAX_IMAGE_PIXELS
 from crackkit.tiling import DEFAULT_TILE_MODE, resolve_options, scaled_size
 
 __all__ = [
@@ -369,6 +371,8 @@ def predict_folder(
     mm_per_px: float | None = None,
     geometry: bool = False,
     predictor: Predictor | None = None,
+    precision: str = "auto",
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> PredictReport:
     """Predict every image of ``images_dir`` with a trained run and write the results.
 
@@ -398,6 +402,10 @@ def predict_folder(
             ``run_dir``/``checkpoint``/... (its own options are used; leave the options above at
             their defaults). Without ``run_dir`` and a checkpoint path of its own, ``out_dir`` is
             needed.
+        precision: ``"auto"`` (float32 on the CPU, the run's ``amp`` on a GPU), ``"float32"``
+            or ``"bf16"``; see :mod:`crackkit.predict`.
+        max_pixels: an image of more pixels (after its header) is refused before anything is
+            decoded or written; None: no limit of crackkit's own.
 
     Returns:
         A :class:`PredictReport`; the files are described in the module docstring.
@@ -455,9 +463,12 @@ def predict_folder(
             PredictWarning,
             stacklevel=2,
         )
+    if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) < 1):
+        raise ConfigError(f"max_pixels must be a positive number of pixels, got {max_pixels!r}")
+    sizes = {p: image_size(p, max_pixels) for p in paths}
     orientations = {p: _orientation(p) for p in paths}
-    sizes = {p: _displayed_size(image_size(p), orientations[p]) for p in paths}
-    kw = {"device": device, "batch_size": batch_size, **options}
+    sizes = {p: _displayed_size(sizes[p], orientations[p]) for p in paths}
+    kw = {"device": device, "batch_size": batch_size, "precision": precision, **options}
     if predictor is not None:
         pass
     elif onnx is not None:

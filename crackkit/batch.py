@@ -32,8 +32,23 @@ NOTEBOOKS: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 
 
+#: Errors a notebook raises when it refuses its input: the run exits 2 (bad input), not 1.
+INPUT_ERRORS = frozenset(
+    {"ConfigError", "RunDirError", "DatasetError", "CheckpointError", "FileNotFoundError"}
+)
+
+
 class PipelineError(RuntimeError):
-    """A notebook of the pipeline failed; the executed notebook is kept in the run folder."""
+    """A notebook of the pipeline failed; the executed notebook is kept in the run folder.
+
+    Attributes:
+        exit_status: 2 when the notebook refused its input (:data:`INPUT_ERRORS`), else 1.
+    """
+
+    def __init__(self, message: str, *, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.exit_status = 2 if error in INPUT_ERRORS else 1
 
 
 def render_html(notebook: Path) -> Path:
@@ -132,8 +147,9 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bo
             )
     except papermill.PapermillExecutionError as exc:
         raise PipelineError(
-            f"notebook {src.name} failed: {exc.ename}: {exc.evalue}\n"
-            f"The executed notebook with the traceback is {dst}"
+            f"notebook {src.name} failed: {exc.ename}: {exc.evalue} (the executed notebook with "
+            f"the traceback is {dst})",
+            error=exc.ename,
         ) from None
     except DeadKernelError:
         run_dir = dst.parent.parent
@@ -162,8 +178,23 @@ def run_pipeline(
     steps: Sequence[str] | None = None,
     log_output: bool = True,
 ) -> Path:
-    """Execute the pipeline's notebooks into one run folder; returns the path of REPORT.md."""
-    path = Run.create(cfg, run_dir, resume=resume, overwrite=overwrite).path
+    """Execute the pipeline's notebooks into one run folder; returns the path of REPORT.md.
+
+    The folder's lock (:func:`crackkit.run.run_lock`) is held throughout; the notebooks' kernels
+    share it.
+    """
+    with Run.start(cfg, run_dir, resume=resume, overwrite=overwrite) as run:
+        return _run_notebooks(cfg, run.path, resume=resume, steps=steps, log_output=log_output)
+
+
+def _run_notebooks(
+    cfg: RunConfig,
+    path: Path,
+    *,
+    resume: bool,
+    steps: Sequence[str] | None,
+    log_output: bool,
+) -> Path:
     nb_dir = path / RUN_FILES["notebooks"]
     nb_dir.mkdir(parents=True, exist_ok=True)
     suffix = f".resume-{_dt.datetime.now():%Y%m%d-%H%M%S}" if resume else ""

@@ -7,12 +7,15 @@
 ``crackkit export`` writes a trained run as one ONNX file (``pip install 'crackkit[onnx]'``).
 ``crackkit sweep``  runs every combination of parameter values and seeds, one run folder each.
 ``crackkit compare`` writes COMPARE.md: finished runs side by side, mean ± std over seeds.
+``crackkit checkpoint convert --trust FILE`` rewrites a checkpoint you trust that needs more than
+                   tensors to load (an earlier crackkit's last.pt).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from crackkit.batch import PipelineError, run_pipeline
@@ -25,9 +28,24 @@ from crackkit.run import (
     config_from_arguments,
     run_parameters,
 )
-from crackkit.specs import ARCHITECTURES
+from crackkit.specs import ARCHITECTURES, MAX_IMAGE_PIXELS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["EXIT_STATUS", "build_parser", "exit_status", "main"]
+
+#: The exit statuses of every command (also in ``crackkit --help`` and the README).
+EXIT_STATUS = {
+    0: "success",
+    1: "the command ran and found problems or failed: a check that found problems, a sweep "
+    "with failed runs, a notebook that failed, a full disk, an error inside crackkit",
+    2: "bad input or usage: an option, parameter, file, archive, checkpoint, model or run "
+    "folder was refused (the message names it)",
+    130: "interrupted (Ctrl-C)",
+}
+_EPILOG = (
+    "exit status:\n"
+    + "".join(f"  {code:<4} {text}\n" for code, text in EXIT_STATUS.items())
+    + "Errors are one line, 'crackkit: error: ...'; --debug adds the traceback."
+)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -65,9 +83,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import warnings
 
     from crackkit.apply import predict_folder
-    from crackkit.checkpoint import CheckpointError
-    from crackkit.data.folder import DatasetError
-    from crackkit.predict import OnnxDependencyError
 
     if (
         args.run is None
@@ -93,6 +108,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"crackkit: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    if args.max_pixels < 0:
+        print(
+            f"crackkit: error: --max-pixels must be >= 0 (0: no limit), got {args.max_pixels}",
+            file=sys.stderr,
+        )
+        return 2
     if args.no_tile or args.tile == [0, 0]:
         tile = None
     elif args.tile is not None:
@@ -105,6 +126,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -127,10 +149,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 scale=args.scale,
                 mm_per_px=args.mm_per_px,
                 geometry=args.geometry,
+                precision=args.precision,
+                max_pixels=args.max_pixels or None,
             )
-    except (DatasetError, CheckpointError, RunDirError, ConfigError, OnnxDependencyError) as exc:
-        print(f"crackkit: error: {exc}", file=sys.stderr)
-        return 1
     finally:
         for w in caught:
             print(f"crackkit: warning: {w.message}", file=sys.stderr)
@@ -145,21 +166,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from crackkit.checkpoint import CheckpointError
-    from crackkit.export import ExportError, OnnxDependencyError, export_onnx
+    from crackkit.export import export_onnx
 
-    try:
-        path = export_onnx(
-            args.run_dir,
-            args.out,
-            checkpoint=args.checkpoint,
-            opset=args.opset,
-            overwrite=args.overwrite,
-        )
-    except (CheckpointError, RunDirError, ExportError, OnnxDependencyError) as exc:
-        print(f"crackkit: error: {exc}", file=sys.stderr)
-        return 1
+    path = export_onnx(
+        args.run_dir,
+        args.out,
+        checkpoint=args.checkpoint,
+        opset=args.opset,
+        overwrite=args.overwrite,
+    )
     print(path)
+    return 0
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    from crackkit.checkpoint import convert_checkpoint
+
+    print(convert_checkpoint(args.file, args.out, trust=args.trust))
     return 0
 
 
@@ -192,32 +215,33 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from crackkit.checkpoint import CheckpointError
     from crackkit.pipeline import evaluate_dataset
 
     if args.n_gallery < 0:
         print(f"crackkit: error: --n-gallery must be >= 0, got {args.n_gallery}", file=sys.stderr)
         return 2
-    try:
-        report = evaluate_dataset(
-            args.run_dir,
-            args.dataset,
-            split=args.split,
-            checkpoint=args.checkpoint,
-            n_gallery=args.n_gallery,
-            progress=not args.quiet,
-            overwrite=args.overwrite,
-        )
-    except CheckpointError as exc:
-        print(f"crackkit: error: {exc}", file=sys.stderr)
-        return 1
+    report = evaluate_dataset(
+        args.run_dir,
+        args.dataset,
+        split=args.split,
+        checkpoint=args.checkpoint,
+        n_gallery=args.n_gallery,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+    )
     print(report)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="crackkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="crackkit",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show its traceback too (any command)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -330,6 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         help="the photos' pixel size in millimetres: geometry in mm as well (implies --geometry)",
     )
+    pred.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bf16"],
+        default="auto",
+        help="auto (default): float32 on the CPU, as --onnx computes, so --run and --onnx agree "
+        "within one 8-bit level; on a GPU the run's amp (bf16 autocast where supported). "
+        "float32: everywhere; bf16: autocast everywhere (PyTorch only)",
+    )
+    pred.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_IMAGE_PIXELS,
+        metavar="N",
+        help="refuse an image of more than N pixels, from its header (default: %(default)s, "
+        "a 61-megapixel photo fits; 0: Pillow's own ceiling only)",
+    )
     pred.set_defaults(func=_cmd_predict)
 
     export = sub.add_parser("export", help="export a trained run to one ONNX file")
@@ -391,24 +431,108 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=_cmd_evaluate)
+
+    ckpt = sub.add_parser("checkpoint", help="convert a checkpoint you trust")
+    ckpt_cmds = ckpt.add_subparsers(dest="action", required=True, metavar="{convert}")
+    convert = ckpt_cmds.add_parser(
+        "convert",
+        help="rewrite a trusted checkpoint that needs more than tensors to load (e.g. a last.pt "
+        "of an earlier crackkit) so that crackkit loads it",
+        description="crackkit loads checkpoints with torch.load(weights_only=True): tensors and "
+        "plain values only, never code. A file that needs more is refused. If you trust where "
+        "it came from, this unpickles it in full (which runs any code it holds), turns NumPy "
+        "values into tensors and numbers, and writes it back; the original is kept as "
+        "FILE.orig.",
+    )
+    convert.add_argument("file", metavar="FILE", help="the checkpoint (.pt)")
+    convert.add_argument(
+        "--trust",
+        action="store_true",
+        help="required: you trust the file, which is unpickled in full",
+    )
+    convert.add_argument("--out", help="write the converted checkpoint here (default: FILE)")
+    convert.set_defaults(func=_cmd_checkpoint)
+    _debug_everywhere(parser)
     return parser
 
 
+def _debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--debug`` after any (sub)command too, as well as before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if "--debug" not in child._option_string_actions:
+                    child.add_argument(
+                        "--debug",
+                        action="store_true",
+                        default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS,
+                    )
+                _debug_everywhere(child)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status of a command that raised ``exc`` (:data:`EXIT_STATUS`)."""
+    from crackkit.checkpoint import CheckpointError
+    from crackkit.data.download import DownloadError
+    from crackkit.data.folder import DatasetError
+    from crackkit.export import ExportError
+    from crackkit.predict import OnnxDependencyError
+
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, PipelineError):
+        return exc.exit_status
+    refused = (
+        ConfigError,
+        RunDirError,
+        DatasetError,
+        CheckpointError,
+        DownloadError,
+        ExportError,
+        OnnxDependencyError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        ValueError,
+    )
+    return 2 if isinstance(exc, refused) else 1
+
+
+def _one_line(exc: BaseException) -> str:
+    from crackkit.checkpoint import CheckpointError
+    from crackkit.data.download import DownloadError
+    from crackkit.data.folder import DatasetError
+
+    known = (ConfigError, RunDirError, PipelineError, DatasetError, CheckpointError, DownloadError)
+    if isinstance(exc, OSError) and not isinstance(exc, known) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc) or type(exc).__name__
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    if exit_status(exc) == 1 and not isinstance(exc, OSError | PipelineError):
+        text = f"internal error, {type(exc).__name__}: {text} (--debug shows the traceback)"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``crackkit ARGV``; returns the exit status (:data:`EXIT_STATUS`).
+
+    Every error ends in one line on stderr, ``crackkit: error: ...`` naming the file or value;
+    ``--debug`` prints the traceback before it.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunDirError, PipelineError, FileNotFoundError) as exc:
-        print(f"crackkit: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
-    except Exception as exc:  # noqa: BLE001 - known input errors get one line, not a traceback
-        from crackkit.data.folder import DatasetError
-
-        if isinstance(exc, DatasetError):
-            print(f"crackkit: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except (Exception, KeyboardInterrupt) as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        if isinstance(exc, KeyboardInterrupt):
+            print("crackkit: interrupted", file=sys.stderr)
+        else:
+            print(f"crackkit: error: {_one_line(exc)}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

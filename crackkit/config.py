@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from crackkit.files import atomic_write_text
-from crackkit.specs import ARCHITECTURES, check_input_size
+from crackkit.specs import ARCHITECTURES, MAX_IMAGE_PIXELS, check_input_size
 
 __all__ = [
     "ConfigError",
@@ -151,6 +152,9 @@ class RunConfig:
     use_negatives: bool = True
     negatives_without_mask: bool = False
     negatives_dir: str = ""
+    # Not in the original code: an image (training, validation, test) of more pixels is refused
+    # from its header, before it is decoded (crackkit.data.folder).
+    max_image_pixels: int = field(default=MAX_IMAGE_PIXELS, metadata=_range(1))
     # The channel order the network is fed: "rgb", or "bgr" as the original read images (OpenCV);
     # weights saved by the original code expect "bgr".
     channel_order: str = field(default="rgb", metadata=_choice("rgb", "bgr"))
@@ -259,6 +263,7 @@ DATA_FIELDS = (
     "synthetic_negative_fraction",
     "negatives_without_mask",
     "negatives_dir",
+    "max_image_pixels",
     "seed",
 )
 
@@ -329,13 +334,17 @@ def coerce_value(name: str, value: Any) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
                 raise bad from None
-        raise bad
+        else:
+            raise bad
+        if not math.isfinite(number):
+            raise ConfigError(f"parameter {name!r} got {value!r}; it must be a finite number")
+        return number
     if kind is str:
         if isinstance(value, str):
             return value
@@ -449,6 +458,8 @@ def make_config(params: Mapping[str, Any] | None = None, *, preset: str | None =
     Raises:
         ConfigError: an unknown preset or parameter, or a bad value; the message names it.
     """
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError(f"run parameters must map names to values, got a {type(params).__name__}")
     values: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
@@ -469,25 +480,39 @@ def config_diff(a: RunConfig | Mapping[str, Any], b: RunConfig | Mapping[str, An
     """The names of the run parameters whose values differ between ``a`` and ``b``, sorted.
 
     Either side may be a :class:`RunConfig` or its dict (e.g. a checkpoint's); a field missing
-    from a dict differs.
+    from a dict (one written before the field existed) takes the field's default, so a run
+    started by an older crackkit resumes when its parameters are the defaults of the new ones.
     """
-    da = a.to_dict() if isinstance(a, RunConfig) else dict(a)
-    db = b.to_dict() if isinstance(b, RunConfig) else dict(b)
-    missing = object()
-    return sorted(
-        k for k in _FIELDS if da.get(k, missing) != db.get(k, missing) or k not in da or k not in db
-    )
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    da = a.to_dict() if isinstance(a, RunConfig) else defaults | dict(a)
+    db = b.to_dict() if isinstance(b, RunConfig) else defaults | dict(b)
+    return sorted(k for k in _FIELDS if da.get(k) != db.get(k))
 
 
 def load_config(path: str | Path) -> RunConfig:
+    """The :class:`RunConfig` a ``config.json`` records.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not JSON, not an object of run parameters, or a bad parameter; the message
+            names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no run configuration at {path}")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
-    return make_config(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} holds a JSON {type(data).__name__}, not an object of run parameters "
+            '({"lr": 0.001, ...})'
+        )
+    try:
+        return make_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 #: Run parameters that can take a run away from the published method: the value that reproduces

@@ -30,7 +30,7 @@ from crackkit.data.supervision import Supervision, select_supervision
 from crackkit.evaluate import evaluate
 from crackkit.files import atomic_write_json, write_csv
 from crackkit.report import plot_gallery, render_eval, render_report
-from crackkit.run import RUN_FILES, Run, RunDirError
+from crackkit.run import RUN_FILES, Run, RunDirError, run_lock
 from crackkit.train import TrainResult, train
 from crackkit.warmstart import InitWeights, read_init_weights
 
@@ -81,6 +81,7 @@ def prepare(
         negatives_without_mask=cfg.negatives_without_mask,
         negatives_dir=cfg.negatives_dir or None,
         progress=progress,
+        max_pixels=cfg.max_image_pixels,
     )
     for name, samples in splits.items():
         if not samples:
@@ -197,8 +198,16 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Start (or resume) a run and train it; returns the trained model and its history."""
-    run = Run.create(cfg, run_dir, resume=resume, overwrite=overwrite)
+    """Start (or resume) a run and train it; returns the trained model and its history.
+
+    The run folder's lock is held while it trains (:meth:`crackkit.run.Run.start`): a second
+    run into the same folder is refused meanwhile.
+    """
+    with Run.start(cfg, run_dir, resume=resume, overwrite=overwrite) as run:
+        return _train(cfg, run, resume=resume, progress=progress)
+
+
+def _train(cfg: RunConfig, run: Run, *, resume: bool, progress: bool) -> TrainResult:
     run.record_environment(resumed=resume)
     log = run.log
     log.info(f"Run folder: {run.path}")
@@ -281,6 +290,18 @@ def evaluate_run(
     ``checkpoint_epoch``, ``loss_seg``, ``loss_dec``, ``timing``.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    with run_lock(run.path):
+        return _evaluate_run(run, split, checkpoint, n_gallery, progress, bootstrap)
+
+
+def _evaluate_run(
+    run: Run,
+    split: str,
+    checkpoint: Path | str | None,
+    n_gallery: int,
+    progress: bool,
+    bootstrap: int,
+) -> dict[str, Any]:
     cfg, log = run.cfg, run.log
     ckpt = run.checkpoint(checkpoint)
     prepared = prepare(cfg, progress=progress)
@@ -449,11 +470,19 @@ def evaluate_dataset(
     root = resolve_dataset(eval_cfg, progress=progress)
     if (Path(root) / split).is_dir():  # only the split evaluated need be there
         samples = scan_split(
-            root, split, negatives_without_mask=cfg.negatives_without_mask, progress=progress
+            root,
+            split,
+            negatives_without_mask=cfg.negatives_without_mask,
+            progress=progress,
+            max_pixels=cfg.max_image_pixels,
         )
     else:  # a validation split drawn from train, as the data set's runs draw it
         splits = load_splits(
-            root, cfg.seed, negatives_without_mask=cfg.negatives_without_mask, progress=progress
+            root,
+            cfg.seed,
+            negatives_without_mask=cfg.negatives_without_mask,
+            progress=progress,
+            max_pixels=cfg.max_image_pixels,
         )
         if split not in splits:
             raise DatasetError(f"data set {root} has no {split!r} split")

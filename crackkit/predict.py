@@ -62,8 +62,16 @@ How an image is processed, in this order.
   up-down mirror are each predicted (whole or tiled) and the maps, flipped back, are averaged;
   the score is the mean of the three scores.
 
-All of it runs under ``torch.inference_mode`` with the run's mixed-precision and channels-last
-settings. On the CPU, every new input size costs a one-off setup of the convolution kernels; tiles
+Precision (``precision=``, ``--precision``). ``"auto"`` (the default) computes in float32 on the
+CPU, as the ONNX graph does, so that ``--run`` and ``--onnx`` give the same maps (within one
+8-bit level); on a GPU it follows the run's ``amp`` (bf16 autocast where the GPU has it).
+``"float32"`` is float32 everywhere, ``"bf16"`` bf16 autocast everywhere (PyTorch only; faster
+on CPUs with AVX512-BF16 or AMX, and up to a few 8-bit levels away from float32). Evaluation
+(``crackkit evaluate``, the pipeline) keeps the run's ``amp``. ``predict.json`` records the
+precision used.
+
+All of it runs under ``torch.inference_mode``, with channels-last where the run's settings turn
+it on. On the CPU, every new input size costs a one-off setup of the convolution kernels; tiles
 all have one size.
 
 Tiling, the tile modes and the blending window are :mod:`crackkit.tiling`'s (its docstring
@@ -76,6 +84,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,7 +100,7 @@ from crackkit.config import ConfigError, RunConfig, make_config
 from crackkit.inference import forward
 from crackkit.model import OriginalWeightsError, load_original
 from crackkit.run import Run
-from crackkit.runtime import Placement, model_for
+from crackkit.runtime import Placement, model_for, resolve_device
 from crackkit.specs import smallest_input
 from crackkit.tiling import (
     AUTO_WHOLE_TILES,
@@ -116,6 +125,7 @@ __all__ = [
     "ONNX_METADATA_KEYS",
     "ONNX_OUTPUTS",
     "OnnxDependencyError",
+    "PRECISIONS",
     "PredictWarning",
     "Predictor",
     "import_onnx",
@@ -128,6 +138,10 @@ DEFAULT_THRESHOLD = 0.5
 class PredictWarning(UserWarning):
     """Prediction goes on, but something deserves a look (a default threshold, skipped files)."""
 
+
+#: Precisions of prediction: ``auto`` (float32 on the CPU, the run's ``amp`` on a GPU),
+#: ``float32``, ``bf16`` (autocast).
+PRECISIONS = ("auto", "float32", "bf16")
 
 #: How to install what ONNX export and prediction need (the ``onnx`` extra).
 ONNX_EXTRA = "pip install 'crackkit[onnx]'"
@@ -189,6 +203,44 @@ def _onnx_outputs(session: Any, batch: torch.Tensor) -> tuple[list[float], np.nd
     x = batch.numpy().astype(np.float32) / np.float32(255.0)
     scores, probs = session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: x})
     return [float(s) for s in scores], np.asarray(probs[:, 0], dtype=np.float32)
+
+
+def _amp_for(precision: str, device: str | torch.device | None) -> str | None:
+    """The ``amp`` a model predicts with at ``precision`` (:data:`PRECISIONS`); None keeps the
+    run's own."""
+    if precision not in PRECISIONS:
+        allowed = ", ".join(repr(p) for p in PRECISIONS)
+        raise ConfigError(f"precision {precision!r} is unknown; allowed values: {allowed}")
+    if precision == "float32":
+        return "off"
+    if precision == "bf16":
+        return "bf16"
+    return None if resolve_device(device).type == "cuda" else "off"
+
+
+def _metadata_threshold(meta: dict[str, str], key: str) -> float:
+    """A threshold of an ONNX model's metadata: a finite number in [0, 1]."""
+    value = float(meta[key])
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{key} is {meta[key]!r}; expected a finite number in [0, 1]")
+    return value
+
+
+def _check_onnx_graph(session: Any, channels: int) -> None:
+    """The graph takes one (N, ``channels``, H, W) input named :data:`ONNX_INPUT` and gives
+    :data:`ONNX_OUTPUTS`, as :func:`crackkit.export.export_onnx` writes it."""
+    inputs = session.get_inputs()
+    if [i.name for i in inputs] != [ONNX_INPUT]:
+        raise ValueError(f"graph inputs {[i.name for i in inputs]}; expected [{ONNX_INPUT!r}]")
+    shape = list(inputs[0].shape)
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != channels):
+        raise ValueError(
+            f"graph input {ONNX_INPUT!r} has shape {shape}, but its configuration says "
+            f"input_channels={channels}; expected (N, {channels}, H, W)"
+        )
+    outputs = {o.name for o in session.get_outputs()}
+    if not set(ONNX_OUTPUTS) <= outputs:
+        raise ValueError(f"graph outputs {sorted(outputs)}; expected {list(ONNX_OUTPUTS)}")
 
 
 def padded_shape(height: int, width: int) -> tuple[int, int]:
@@ -356,6 +408,9 @@ class Predictor:
             "tta": self.tta,
             "tta_views": list(TTA_VIEWS) if self.tta else ["identity"],
             "scale": self.scale,
+            "precision": "float32"
+            if self.placement.amp_dtype is None
+            else f"{str(self.placement.amp_dtype).removeprefix('torch.')} autocast",
         }
 
     def plan(self, height: int, width: int) -> TilePlan | None:
@@ -385,19 +440,22 @@ class Predictor:
         *,
         device: str | torch.device | None = "auto",
         batch_size: int = 8,
+        precision: str = "auto",
         **options: Any,
     ) -> Predictor:
         """Load a checkpoint file; its configuration and validation results come with it.
 
-        ``options``: the prediction options of :meth:`configure` (tile, TTA, scale...).
+        ``precision``: one of :data:`PRECISIONS` (module docstring). ``options``: the
+        prediction options of :meth:`configure` (tile, TTA, scale...).
 
         Raises:
             CheckpointError: missing or damaged file, or parameters this version cannot read.
             ConfigError: ``device`` is ``cuda`` and no CUDA device is available.
         """
         path = Path(path)
+        amp = _amp_for(precision, device)
         try:
-            model, cfg, state, placement = load_model(path, device, inference=True)
+            model, cfg, state, placement = load_model(path, device, inference=True, amp=amp)
         except ConfigError as exc:
             if "no CUDA device" in str(exc):
                 raise
@@ -441,6 +499,7 @@ class Predictor:
         batch_size: int = 8,
         threshold_seg: float = DEFAULT_THRESHOLD,
         threshold_dec: float = DEFAULT_THRESHOLD,
+        precision: str = "auto",
         **options: Any,
     ) -> Predictor:
         """Weights saved by the authors' code (``model.state_dict()``), fed as the original fed.
@@ -455,6 +514,7 @@ class Predictor:
             CheckpointError: the file is missing or its weights do not fit ``architecture``.
         """
         path = Path(path)
+        amp = _amp_for(precision, device)
         try:
             model = load_original(
                 path, architecture, in_channels=in_channels, height=height, width=width
@@ -471,7 +531,9 @@ class Predictor:
                 "input_width": width,
             }
         )
-        model, placement = model_for(cfg, device, inference=True, model=model)
+        model, placement = model_for(
+            cfg if amp is None else cfg.replace(amp=amp), device, inference=True, model=model
+        )
         predictor = cls(
             model,
             cfg,
@@ -495,18 +557,21 @@ class Predictor:
         checkpoint: str | Path | None = None,
         device: str | torch.device | None = "auto",
         batch_size: int = 8,
+        precision: str = "auto",
         **options: Any,
     ) -> Predictor:
         """Load a run's chosen checkpoint (or ``checkpoint``, when given).
 
-        ``options``: the prediction options of :meth:`configure` (tile, TTA, scale...).
+        ``precision`` and ``options`` as for :meth:`from_checkpoint`.
 
         Raises:
             RunDirError: ``run_dir`` is no run folder.
             CheckpointError: the run holds no checkpoint, or it is damaged.
         """
         path = Path(checkpoint) if checkpoint is not None else Run.open(run_dir).checkpoint()
-        return cls.from_checkpoint(path, device=device, batch_size=batch_size, **options)
+        return cls.from_checkpoint(
+            path, device=device, batch_size=batch_size, precision=precision, **options
+        )
 
     @classmethod
     def from_onnx(
@@ -515,9 +580,12 @@ class Predictor:
         *,
         device: str | torch.device | None = "auto",
         batch_size: int = 8,
+        precision: str = "auto",
         **options: Any,
     ) -> Predictor:
         """A graph written by :func:`crackkit.export.export_onnx`, run by onnxruntime.
+
+        The graph computes in float32: ``precision`` may be ``"auto"`` or ``"float32"``.
 
         Its metadata gives the configuration (architecture, input channels), the thresholds and
         the channel order; images are read, padded, batched and cropped as for any predictor.
@@ -528,6 +596,11 @@ class Predictor:
             CheckpointError: no such file, not an ONNX graph, or one without crackkit's metadata.
             ConfigError: ``device`` is ``cuda`` and onnxruntime has no CUDA provider.
         """
+        if _amp_for(precision, "cpu") != "off":
+            raise ConfigError(
+                f"precision {precision!r}: an ONNX graph computes in float32; use 'auto' or "
+                "'float32'"
+            )
         ort = import_onnx("onnxruntime")
         path = Path(path)
         if not path.is_file():
@@ -546,10 +619,16 @@ class Predictor:
             )
         try:
             cfg = make_config(json.loads(meta["crackkit_config"]))
-            channel_order = json.loads(meta["input"])["channel_order"]
-            threshold_seg = float(meta["threshold_seg"])
-            threshold_dec = float(meta["threshold_dec"])
+            layout = json.loads(meta["input"])
+            if not isinstance(layout, dict):
+                raise ValueError(f"'input' is a JSON {type(layout).__name__}, not an object")
+            channel_order = layout.get("channel_order")
+            if channel_order not in ("rgb", "bgr"):
+                raise ValueError(f"channel_order {channel_order!r}; expected 'rgb' or 'bgr'")
+            threshold_seg = _metadata_threshold(meta, "threshold_seg")
+            threshold_dec = _metadata_threshold(meta, "threshold_dec")
             epoch = int(meta["checkpoint_epoch"]) if meta["checkpoint_epoch"] else None
+            _check_onnx_graph(session, cfg.input_channels)
         except (ValueError, KeyError, TypeError, ConfigError) as exc:
             raise CheckpointError(
                 f"{path} holds metadata this crackkit cannot use: {exc}"

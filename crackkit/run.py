@@ -21,19 +21,33 @@ Layout of a run folder (:data:`RUN_FILES`)::
 
 Every file is written atomically (:mod:`crackkit.files`), so a crash never leaves half a file;
 :func:`create_run_dir` refuses a folder that already holds a finished run.
+
+One run per folder: whatever writes a run (the batch driver, training, evaluation) holds its lock
+(:func:`run_lock`, an exclusive ``flock`` on ``RUN/.crackkit.lock``), and a second process that
+asks for the same folder is refused while the first lives. The lock goes with its process, so a
+killed run leaves none; the processes a locked run starts (notebook kernels, torchrun) share it
+through the environment variable ``CRACKKIT_RUN_LOCKS``. Temporary files a killed process left
+(``.best.pt.*.tmp``...) are removed when the folder is next locked. A new default folder
+(``runs/<time>-<label>``, ``-2``, ``-3``... on a clash) is made with an exclusive ``mkdir``, so two
+runs started in the same second never share it.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import fcntl
+import json
 import logging
 import os
 import platform
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +77,7 @@ __all__ = [
     "latest_run",
     "new_run_name",
     "run_label",
+    "run_lock",
     "run_logger",
 ]
 
@@ -93,6 +108,145 @@ def new_run_name(label: str = "run") -> str:
     return f"{stamp}-{label}"
 
 
+LOCK_FILE = ".crackkit.lock"
+#: The environment variable through which a locked run's child processes share its lock.
+LOCK_ENV = "CRACKKIT_RUN_LOCKS"
+#: Folders of a run whose stale temporary files (``.<name>.*.tmp``) are removed when it is locked.
+_TEMP_FOLDERS = ("", "checkpoints", "plots", "notebooks")
+
+
+@dataclass
+class _Held:
+    fd: int | None  # None: held by the parent process that started this one
+    token: str
+    count: int = 0
+    lock_path: Path = field(default_factory=Path)
+
+
+_HELD: dict[Path, _Held] = {}
+
+
+def _shared_locks() -> dict[str, str]:
+    try:
+        shared = json.loads(os.environ.get(LOCK_ENV) or "{}")
+    except ValueError:
+        return {}
+    return shared if isinstance(shared, dict) else {}
+
+
+def _set_shared(path: Path, token: str | None) -> None:
+    shared = _shared_locks()
+    if token is None:
+        shared.pop(str(path), None)
+    else:
+        shared[str(path)] = token
+    if shared:
+        os.environ[LOCK_ENV] = json.dumps(shared)
+    else:
+        os.environ.pop(LOCK_ENV, None)
+
+
+def _read_holder(lock_path: Path) -> dict[str, Any]:
+    try:
+        holder = json.loads(lock_path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _acquire(path: Path) -> _Held:
+    lock_path = path / LOCK_FILE
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = _read_holder(lock_path)
+            token = _shared_locks().get(str(path))
+            if token and holder.get("token") == token:
+                return _Held(None, token, lock_path=lock_path)
+            raise RunDirError(
+                f"{path} is in use by another crackkit process (pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}, since {holder.get('started', '?')}); wait for it to "
+                "finish, or choose another --run-dir"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file as we opened it: lock the new one
+    token = uuid.uuid4().hex
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "token": token,
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    return _Held(fd, token, lock_path=lock_path)
+
+
+@contextmanager
+def run_lock(run_dir: Path | str) -> Iterator[Path]:
+    """Hold ``run_dir``'s lock for the block; the folder must exist.
+
+    Re-entrant within a process; a process started under the lock (a notebook kernel, torchrun)
+    shares it through :data:`LOCK_ENV`. On first locking, the temporary files a killed process
+    left in the run's folders are removed.
+
+    Raises:
+        RunDirError: another process holds the folder; the message names it.
+    """
+    path = Path(run_dir).resolve()
+    held = _HELD.get(path)
+    if held is None:
+        held = _acquire(path)
+        _HELD[path] = held
+        if held.fd is not None:
+            _set_shared(path, held.token)
+        _remove_stale_temporaries(path)
+    held.count += 1
+    try:
+        yield path
+    finally:
+        held.count -= 1
+        if held.count == 0:
+            del _HELD[path]
+            if held.fd is not None:
+                _set_shared(path, None)
+                held.lock_path.unlink(missing_ok=True)
+                os.close(held.fd)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the ``.<name>.*.tmp`` files of :mod:`crackkit.files` that a killed writer left."""
+    for sub in _TEMP_FOLDERS:
+        folder = path / sub
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+
+
+def _new_run_folder(label: str) -> Path:
+    """A new folder ``runs/<time>-<label>`` (``-2``, ``-3``... when taken), made exclusively."""
+    base = paths.RUNS_DIR / new_run_name(label)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while True:
+        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            k += 1
+            continue
+        return path.resolve()
+
+
 def is_finished(run_dir: Path) -> bool:
     """A run is finished once its metrics or report exist."""
     run_dir = Path(run_dir)
@@ -119,40 +273,40 @@ def create_run_dir(
             results but ``resume`` is False, or is missing or finished when resuming.
     """
     if run_dir is None or str(run_dir) == "":
-        base = paths.RUNS_DIR / new_run_name(label)
-        path, k = base, 1
-        while path.exists():
-            k += 1
-            path = base.with_name(f"{base.name}-{k}")
+        path = _new_run_folder(label)
     else:
-        path = Path(run_dir)
-    path = path.resolve()
+        path = Path(run_dir).resolve()
     if resume:
         if not (path / RUN_FILES["config"]).is_file():
             raise RunDirError(f"cannot resume {path}: it holds no {RUN_FILES['config']}")
-        if (path / RUN_FILES["report"]).exists():
-            raise RunDirError(
-                f"cannot resume {path}: the run is finished ({RUN_FILES['report']} exists) and "
-                "nothing is left to do; start a new run, or rerun this folder with overwrite=True "
-                "(--overwrite; the old files are kept in a 'superseded-*' subfolder)"
-            )
+        with run_lock(path):
+            if (path / RUN_FILES["report"]).exists():
+                raise RunDirError(
+                    f"cannot resume {path}: the run is finished ({RUN_FILES['report']} exists) "
+                    "and nothing is left to do; start a new run, or rerun this folder with "
+                    "overwrite=True (--overwrite; the old files are kept in a 'superseded-*' "
+                    "subfolder)"
+                )
         return path
-    if path.exists() and is_finished(path):
-        if not overwrite:
+    path.mkdir(parents=True, exist_ok=True)
+    with run_lock(path):
+        if is_finished(path):
+            if not overwrite:
+                raise RunDirError(
+                    f"{path} already holds a finished run; choose another --run-dir, resume it, "
+                    "or pass overwrite=True (the old files are kept in a 'superseded-*' "
+                    "subfolder)"
+                )
+            _supersede(path)
+        elif (path / RUN_FILES["checkpoints"] / "last.pt").exists() and not overwrite:
             raise RunDirError(
-                f"{path} already holds a finished run; choose another --run-dir, resume it, or "
-                "pass overwrite=True (the old files are kept in a 'superseded-*' subfolder)"
+                f"{path} holds an unfinished run; resume it (resume=True / --resume) or pass "
+                "overwrite=True"
             )
-        _supersede(path)
-    elif (path / RUN_FILES["checkpoints"] / "last.pt").exists() and not overwrite:
-        raise RunDirError(
-            f"{path} holds an unfinished run; resume it (resume=True / --resume) or pass "
-            "overwrite=True"
-        )
-    elif overwrite and path.exists():
-        _supersede(path)
-    for sub in ("checkpoints", "plots", "notebooks"):
-        (path / RUN_FILES[sub]).mkdir(parents=True, exist_ok=True)
+        elif overwrite:
+            _supersede(path)
+        for sub in ("checkpoints", "plots", "notebooks"):
+            (path / RUN_FILES[sub]).mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -160,7 +314,7 @@ def _supersede(path: Path) -> None:
     keep = path / f"superseded-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
     keep.mkdir()
     for child in list(path.iterdir()):
-        if child.name.startswith("superseded-") or child == keep:
+        if child.name.startswith("superseded-") or child == keep or child.name == LOCK_FILE:
             continue
         child.rename(keep / child.name)
 
@@ -289,16 +443,43 @@ class Run:
         """
         path = create_run_dir(run_dir, label=run_label(cfg), overwrite=overwrite, resume=resume)
         config_path = path / RUN_FILES["config"]
-        if config_path.exists():
-            changed = config_diff(load_config(config_path), cfg)
-            if changed:
-                raise RunDirError(
-                    f"{path} was started with other run parameters ({', '.join(changed)}); "
-                    "use a new run folder"
-                )
-        else:
-            save_config(cfg, config_path)
+        with run_lock(path):
+            if config_path.exists():
+                changed = config_diff(load_config(config_path), cfg)
+                if changed:
+                    raise RunDirError(
+                        f"{path} was started with other run parameters ({', '.join(changed)}); "
+                        "use a new run folder"
+                    )
+            else:
+                save_config(cfg, config_path)
         return cls(path, cfg)
+
+    @classmethod
+    @contextmanager
+    def start(
+        cls,
+        cfg: RunConfig,
+        run_dir: Path | str | None = None,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> Iterator[Run]:
+        """:meth:`create`, with the folder's lock (:func:`run_lock`) held for the block: what
+        trains or drives a run holds it, so that a second run into the folder is refused.
+
+        Raises:
+            RunDirError: as :meth:`create`, or the folder is in use by another process.
+        """
+        if run_dir is None or str(run_dir) == "":
+            path = _new_run_folder(run_label(cfg))
+        else:
+            path = Path(run_dir).resolve()
+        if resume and not (path / RUN_FILES["config"]).is_file():
+            raise RunDirError(f"cannot resume {path}: it holds no {RUN_FILES['config']}")
+        path.mkdir(parents=True, exist_ok=True)
+        with run_lock(path):
+            yield cls.create(cfg, path, resume=resume, overwrite=overwrite)
 
     @classmethod
     def open(cls, run_dir: Path | str | None = None) -> Run:

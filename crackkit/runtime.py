@@ -139,9 +139,12 @@ def seed_everything(seed: int, device: torch.device | None = None) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    """The random states of Python, NumPy and torch (and CUDA), in types a checkpoint loaded with
+    ``torch.load(weights_only=True)`` accepts: NumPy's key array is kept as an int64 tensor."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -150,11 +153,20 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore the states of :func:`rng_state`."""
+    random.setstate(_python_state(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((kind, keys.astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state(state: Any) -> tuple:
+    """Python's random state as ``random.setstate`` takes it (lists read back as tuples)."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ __all__ = [
     "ARCHITECTURES",
     "CHECKPOINT_FORMAT",
     "DOWNSAMPLING",
+    "MAX_IMAGE_PIXELS",
     "check_input_size",
     "head_map_size",
     "smallest_input",
@@ -29,6 +30,12 @@ HEAD_POOLING = 8
 #: Version of crackkit's checkpoint layout. 2: the published networks (crackkit 0.2); checkpoints
 #: without a version were written by crackkit 0.1, whose networks computed other functions.
 CHECKPOINT_FORMAT = 2
+
+
+#: Default largest image read, in pixels (the run parameter ``max_image_pixels``, ``crackkit
+#: predict --max-pixels``): a 61-megapixel photo (9504 x 6336) fits, a 100-megapixel one is
+#: refused from its header before any pixel is decoded. Decoded, it takes 192 MB as RGB uint8.
+MAX_IMAGE_PIXELS = 64_000_000
 
 
 def head_map_size(height: int, width: int) -> tuple[int, int]:

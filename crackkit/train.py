@@ -174,7 +174,7 @@ def train_one_epoch(
         n_samples += n
         mean = losses.get("loss_mean", losses["loss"].detach())
         detached = torch.stack([mean, losses["loss_seg"], losses["loss_dec"]])
-        batch_losses.append(detached[0])
+        batch_losses.append(losses["loss"].detach())  # what was backpropagated
         sums += detached * n
         correct += ((dec.detach()[:, 0] > 0) == (label > 0.5)).sum()
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -3,7 +3,8 @@
 See :mod:`crackkit.data.folder` for the layout and :mod:`crackkit.data.synthetic` for the built-in
 synthetic data set. Real data sets are imported into that layout by :mod:`crackkit.data.crack500`
 (``crackkit data crack500``) and :mod:`crackkit.data.cfd` (``crackkit data cfd``, CrackForest),
-which share the resumable, verified downloads of :mod:`crackkit.data.download`.
+which share the resumable, verified downloads of :mod:`crackkit.data.download` and the bounded,
+verified archive extraction of :mod:`crackkit.data.archive`.
 """
 
 from crackkit.data.folder import (

@@ -17,8 +17,11 @@ written into ``dataset.json`` (``val_images``), so every run of the kit sees the
 Crack = label values {2, 4} by default (the common convention), or {2} only.
 
 The raw source is never modified: a folder is read in place; an archive is copied into
-``data/raw`` and extracted into a temporary folder (refusing absolute paths, ``..`` and links). The
-result is built in a hidden sibling folder and renamed into place only when everything succeeded.
+``data/raw`` and extracted into a temporary folder within bounds
+(:func:`crackkit.data.archive.extract_archive`: no absolute paths, ``..``, links, duplicate names,
+zip bombs; sizes, free space and every member's CRC checked). Every image is decoded once. The
+result is built in a hidden sibling folder and renamed into place only when everything succeeded;
+on any error both temporary folders are removed.
 ``ROOT/processed/cfd/dataset.json`` records the source (and its SHA-256 for an archive), the
 license and citation, the crack values, the split membership and the counts.
 """
@@ -28,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,9 +40,13 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from crackkit.data.crack500 import extract_archive
+from crackkit.data.archive import (
+    ArchiveLimits,
+    add_limit_arguments,
+    extract_archive,
+    limits_from_args,
+)
 from crackkit.data.download import (
-    DownloadError,
     DownloadInfo,
     archive_name,
     download,
@@ -51,6 +57,7 @@ from crackkit.data.folder import (
     IMAGE_EXTENSIONS,
     SPLITS,
     DatasetError,
+    image_size,
     read_image,
     visible_entries,
 )
@@ -61,7 +68,9 @@ from crackkit.data.staging import (
     say,
     shown,
     subdirs,
+    warn_if_source_changed,
 )
+from crackkit.specs import MAX_IMAGE_PIXELS
 
 __all__ = [
     "CFD",
@@ -368,7 +377,9 @@ def _ranges(stems: Sequence[str]) -> str:
 
 
 def _write_pair(image: Path, mat: Path, split_dir: Path, crack: tuple[int, ...]) -> np.ndarray:
-    """Check one image and its ``.mat``, copy the image and write the 0/255 mask; return labels."""
+    """Check one image (decoded once) and its ``.mat``, copy the image and write the 0/255 mask;
+    return labels."""
+    image_size(image, MAX_IMAGE_PIXELS)
     height, width = read_image(image).shape[:2]
     seg = read_segmentation(mat)
     if seg.shape != (height, width):
@@ -513,6 +524,8 @@ def import_cfd(
     url: str | None = None,
     progress: bool = True,
     verbose: bool = True,
+    limits: ArchiveLimits | None = None,
+    sha256_pinned: str | None = None,
 ) -> CfdReport:
     """Import a CrackForest folder or archive into ``dest_root/name/{train,val,test}``.
 
@@ -526,8 +539,12 @@ def import_cfd(
         val_fraction: share of the train candidates drawn for validation.
         overwrite: replace an existing ``dest_root/name``.
         url: where the archive was downloaded from, recorded in ``dataset.json``.
+        sha256_pinned: the SHA-256 the archive was checked against (None: nothing verified),
+            recorded beside the SHA-256 seen.
         progress: show a progress bar.
         verbose: print the layout, counts, license and warnings.
+        limits: the bounds of an archive's extraction (default
+            :class:`~crackkit.data.archive.ArchiveLimits`).
 
     Returns:
         The :class:`CfdReport`, also written as ``dataset.json``.
@@ -556,11 +573,17 @@ def import_cfd(
         record = {"kind": "folder", "path": str(source.resolve()), "url": url, "sha256": None}
         return _import_tree(source, dest_root, source=record, **options)
     digest = sha256_file(source)
-    record = {"kind": "archive", "path": str(source.resolve()), "url": url, "sha256": digest}
+    record = {
+        "kind": "archive",
+        "path": str(source.resolve()),
+        "url": url,
+        "sha256": digest,
+        "sha256_pinned": sha256_pinned,
+    }
     with tempfile.TemporaryDirectory(prefix=f".{name}.extract-", dir=dest_root) as tmp:
         shown_as = (tmp, source.name)
         try:
-            extract_archive(source, tmp)
+            extract_archive(source, tmp, limits, copies=2)
             return _import_tree(Path(tmp), dest_root, source=record, shown_as=shown_as, **options)
         except DatasetError as err:
             raise DatasetError(shown(str(err), shown_as)) from err
@@ -576,6 +599,8 @@ def fetch_cfd(
     overwrite: bool = False,
     progress: bool = True,
     verbose: bool = True,
+    limits: ArchiveLimits | None = None,
+    allow_http: bool = False,
 ) -> Path:
     """Take (or download) CrackForest and import it into ``processed/cfd``.
 
@@ -591,6 +616,8 @@ def fetch_cfd(
         overwrite: replace an existing import.
         progress: progress bars.
         verbose: print layout, counts, license and warnings.
+        limits: the bounds of an archive's extraction (see :func:`import_cfd`).
+        allow_http: accept an ``http://`` URL (or a redirect to one); refused by default.
 
     Returns:
         The processed folder. An existing import of the same archive with the same crack values is
@@ -620,11 +647,13 @@ def fetch_cfd(
         src = archive
     else:
         url = url or CFD.url
+        sha256 = sha256 or CFD.sha256
         archive = download(
             url,
             raw_dir / archive_name(url, CFD.filename),
-            sha256=sha256 or CFD.sha256,
+            sha256=sha256,
             progress=progress,
+            allow_http=allow_http,
         )
         src = archive
     final = processed / CFD.name
@@ -639,6 +668,8 @@ def fetch_cfd(
         raise DatasetError(
             f"{final} already exists (see its dataset.json); pass --overwrite to replace it"
         )
+    if archive is not None:
+        warn_if_source_changed(final, sha256_file(archive))
     import_cfd(
         src,
         processed,
@@ -648,6 +679,8 @@ def fetch_cfd(
         url=url,
         progress=progress,
         verbose=verbose,
+        limits=limits,
+        sha256_pinned=sha256.strip().lower() if sha256 and archive is not None else None,
     )
     return final
 
@@ -688,6 +721,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         action="store_true",
         help="replace an existing processed/cfd (with --tiles: and processed/cfd-tiles-HxW)",
     )
+    parser.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="accept an http:// URL or a redirect to one (refused by default: nothing "
+        "authenticates the server)",
+    )
+    add_limit_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument(
         "--tiles",
@@ -712,46 +752,45 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 def main_from_args(args: argparse.Namespace) -> int:
     """Run :func:`fetch_cfd` from parsed CLI arguments, then the tiling of ``--tiles`` (which
-    reuses an existing import); on failure print why, return 1."""
+    reuses an existing import); errors go to ``crackkit``'s handler (:func:`crackkit.cli.main`),
+    which prints them in one line."""
     tiles, margin = getattr(args, "tiles", None), getattr(args, "tile_margin", None)
-    try:
-        path = None
-        if tiles is None and margin is not None:
-            raise ValueError("--tile-margin needs --tiles H W")
-        if tiles is not None:
-            from crackkit import paths
-            from crackkit.data.tiles import DEFAULT_MARGIN, check_margin, check_tile, write_tiles
+    path = None
+    if tiles is None and margin is not None:
+        raise ValueError("--tile-margin needs --tiles H W")
+    if tiles is not None:
+        from crackkit import paths
+        from crackkit.data.tiles import DEFAULT_MARGIN, check_margin, check_tile, write_tiles
 
-            tiles = check_tile(tuple(tiles))
-            margin = check_margin(DEFAULT_MARGIN if margin is None else margin)
-            root = args.root
-            processed = Path(paths.PROCESSED_DIR) if root is None else Path(root) / "processed"
-            existing = processed / CFD.name
-            if existing.exists() and not args.overwrite:
-                held = read_record(existing).get("crack_values")
-                if held != list(args.crack_values):
-                    raise DatasetError(
-                        f"{existing} was imported with crack values {held}, not "
-                        f"{list(args.crack_values)}; pass --overwrite to import it again"
-                    )
-                print(f"{existing} already exists; reusing it (--overwrite imports it again)")
-                path = existing
-        if path is None:
-            path = fetch_cfd(
-                root=args.root,
-                source=args.source,
-                url=args.url,
-                sha256=args.sha256,
-                crack_values=args.crack_values,
-                overwrite=args.overwrite,
-                progress=not args.no_progress,
-            )
-        print(path)
-        if tiles is not None:
-            write_tiles(
-                path, tiles, margin=margin, overwrite=args.overwrite, progress=not args.no_progress
-            )
-    except (DatasetError, DownloadError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        tiles = check_tile(tuple(tiles))
+        margin = check_margin(DEFAULT_MARGIN if margin is None else margin)
+        root = args.root
+        processed = Path(paths.PROCESSED_DIR) if root is None else Path(root) / "processed"
+        existing = processed / CFD.name
+        if existing.exists() and not args.overwrite:
+            held = read_record(existing).get("crack_values")
+            if held != list(args.crack_values):
+                raise DatasetError(
+                    f"{existing} was imported with crack values {held}, not "
+                    f"{list(args.crack_values)}; pass --overwrite to import it again"
+                )
+            print(f"{existing} already exists; reusing it (--overwrite imports it again)")
+            path = existing
+    if path is None:
+        path = fetch_cfd(
+            root=args.root,
+            source=args.source,
+            url=args.url,
+            sha256=args.sha256,
+            crack_values=args.crack_values,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            limits=limits_from_args(args),
+            allow_http=args.allow_http,
+        )
+    print(path)
+    if tiles is not None:
+        write_tiles(
+            path, tiles, margin=margin, overwrite=args.overwrite, progress=not args.no_progress
+        )
     return 0

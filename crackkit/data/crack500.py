@@ -30,22 +30,21 @@ images, the train split's negatives capped at ``negatives_count`` (default
 :data:`SEED_TRAIN_NEGATIVES`) by a seeded draw. ``dataset.json`` says where the negatives came from
 in ``negatives_source``.
 
-The import never touches the archive. It extracts into a temporary folder (refusing absolute paths,
-``..`` and links), pairs and checks every image and mask, builds the result in a hidden sibling
-folder and renames it into place only when everything succeeded. ``dest/dataset.json`` records the
-source archive and its SHA-256, the layout, the counts and any warnings.
+The import never touches the archive. It extracts into a temporary folder within bounds
+(:func:`crackkit.data.archive.extract_archive`: no absolute paths, ``..``, links, duplicate names,
+zip bombs; sizes, free space and every member's CRC checked), pairs and checks every image and
+mask (each image decoded once), builds the result in a hidden sibling folder and renames it into
+place only when everything succeeded; on any error both temporary folders are removed.
+``dest/dataset.json`` records the source archive and its SHA-256, the layout, the counts and any
+warnings.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import sys
-import tarfile
 import tempfile
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -54,17 +53,21 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from crackkit.data.archive import (
+    ArchiveLimits,
+    add_limit_arguments,
+    extract_archive,
+    limits_from_args,
+)
 from crackkit.data.download import (
     CRACK500,
     CRACK500_HOMEPAGE,
-    DownloadError,
     archive_name,
     download,
     sha256_file,
     store_raw,
 )
 from crackkit.data.folder import (
-    IGNORED_NAMES,
     IMAGE_EXTENSIONS,
     SPLITS,
     DatasetError,
@@ -81,7 +84,9 @@ from crackkit.data.staging import (
     say,
     shown,
     subdirs,
+    warn_if_source_changed,
 )
+from crackkit.specs import MAX_IMAGE_PIXELS
 
 __all__ = [
     "CRACK500_COUNTS",
@@ -139,7 +144,9 @@ class ImportReport:
             and were thresholded at 127.
         warnings: count mismatches and skipped files, also printed.
         source: archive or folder imported.
-        source_sha256: SHA-256 of the archive (None for a folder).
+        source_sha256: SHA-256 of the archive seen (None for a folder).
+        source_url: where the archive was downloaded from (None: a file given by hand).
+        sha256_pinned: the SHA-256 it was checked against (None: nothing was verified).
         negatives_from_full: whether full-size tiles were added, and ``tile`` their (H, W).
         negatives_count: cap on the train split's negatives when tiles are added (None: no cap).
         negatives_seed: seed of the draw that picks the train tiles under that cap.
@@ -157,6 +164,8 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     source: str | None = None
     source_sha256: str | None = None
+    source_url: str | None = None
+    sha256_pinned: str | None = None
     negatives_from_full: bool = False
     tile: tuple[int, int] | None = None
     negatives_count: int | None = None
@@ -169,7 +178,12 @@ class ImportReport:
         """JSON-ready view, the content of ``dataset.json``."""
         return {
             "name": self.name,
-            "source": {"path": self.source, "sha256": self.source_sha256},
+            "source": {
+                "path": self.source,
+                "sha256": self.source_sha256,
+                "url": self.source_url,
+                "sha256_pinned": self.sha256_pinned,
+            },
             "layout": self.layout,
             "counts": self.counts,
             "added_negatives": self.added_negatives,
@@ -203,103 +217,6 @@ class _Layout:
     splits: dict[str, Path]
     full: dict[str, Path]
     lists: dict[str, Path] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-# Safe extraction
-
-
-def _is_junk(parts: tuple[str, ...]) -> bool:
-    return any(p.lower() in IGNORED_NAMES for p in parts) or parts[-1].startswith("._")
-
-
-def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
-    clean = name.replace("\\", "/")
-    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
-        raise _unsafe(archive, name, "absolute path")
-    parts = tuple(p for p in PurePosixPath(clean).parts if p not in ("", "."))
-    if ".." in parts:
-        raise _unsafe(archive, name, "'..' would write outside the extraction folder")
-    return parts
-
-
-def _unsafe(archive: Path, name: str, why: str) -> DatasetError:
-    return DatasetError(
-        f"{archive}: refusing archive member {name!r} ({why}); accepted: regular files and "
-        "folders with relative paths inside the archive, no links"
-    )
-
-
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Extract a zip or tar (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) archive into ``dest``.
-
-    Every member is checked before anything is written: absolute paths, ``..``, symbolic and hard
-    links and device files are refused. macOS and Windows clutter (``__MACOSX``, ``._*``,
-    ``.DS_Store``, ``Thumbs.db``) is skipped.
-
-    Raises:
-        DatasetError: not an archive, or an unsafe member.
-    """
-    archive, dest = Path(archive), Path(dest)
-    if not archive.is_file():
-        raise DatasetError(f"{archive}: archive not found")
-    if zipfile.is_zipfile(archive):
-        _extract_zip(archive, dest)
-    elif tarfile.is_tarfile(archive):
-        _extract_tar(archive, dest)
-    else:
-        with open(archive, "rb") as handle:
-            head = handle.read(512).lstrip().lower()
-        hint = (
-            " It is a web page: the host served HTML instead of the file; download it by hand."
-            if head.startswith((b"<!doctype html", b"<html"))
-            else ""
-        )
-        raise DatasetError(
-            f"{archive}: not a zip or tar archive; accepted: .zip, .tar, .tar.gz, .tgz, "
-            f".tar.bz2, .tar.xz.{hint}"
-        )
-
-
-def _extract_zip(archive: Path, dest: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        plan = []
-        for info in zf.infolist():
-            parts = _member_parts(archive, info.filename)
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise _unsafe(archive, info.filename, "symbolic link")
-            if parts and not _is_junk(parts):
-                plan.append((info, parts))
-        for info, parts in plan:
-            target = dest.joinpath(*parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-
-
-def _extract_tar(archive: Path, dest: Path) -> None:
-    with tarfile.open(archive, "r:*") as tf:
-        plan = []
-        for member in tf.getmembers():
-            parts = _member_parts(archive, member.name)
-            if member.issym() or member.islnk():
-                raise _unsafe(archive, member.name, "link")
-            if not (member.isfile() or member.isdir()):
-                raise _unsafe(archive, member.name, "device, pipe or other special file")
-            if parts and not _is_junk(parts):
-                plan.append((member, parts))
-        for member, parts in plan:
-            target = dest.joinpath(*parts)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(member)
-            with src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,7 +535,9 @@ def _has_grey_values(path: Path) -> bool:
 
 
 def _check_pair(pair: _Pair) -> tuple[np.ndarray, bool]:
-    """Validate a pair; return the binary mask and whether it held grey values."""
+    """Validate a pair (the image decoded once); return the binary mask and whether it held
+    grey values."""
+    image_size(pair.image, MAX_IMAGE_PIXELS)
     height, width = read_image(pair.image).shape[:2]
     mask_h, mask_w = image_size(pair.mask)
     if (mask_h, mask_w) != (height, width):
@@ -753,6 +672,7 @@ def _add_extra_negatives(folder: Path, split_dir: Path, progress: bool, warnings
         raise DatasetError(f"{folder}: extra-negatives folder not found")
     files = _image_files(folder, warnings)
     for path in tqdm(files, desc=f"{split_dir.name} extra negatives", disable=not progress):
+        image_size(path, MAX_IMAGE_PIXELS)
         height, width = read_image(path).shape[:2]
         _copy_image(path, split_dir, path.stem)
         _write_mask(split_dir / "masks" / f"{path.stem}.png", np.zeros((height, width), bool))
@@ -776,6 +696,8 @@ def _import_tree(
     shown_as: tuple[str, str] | None = None,
     negatives_count: int | None = SEED_TRAIN_NEGATIVES,
     negatives_seed: int = 0,
+    source_url: str | None = None,
+    sha256_pinned: str | None = None,
 ) -> ImportReport:
     final = dest_root / name
     check_destination(final, overwrite, "another name or folder")
@@ -804,6 +726,8 @@ def _import_tree(
         dest=final,
         source=source,
         source_sha256=source_sha256,
+        source_url=source_url,
+        sha256_pinned=sha256_pinned,
         negatives_from_full=negatives_from_full,
         tile=tuple(tile) if negatives_from_full else None,
         negatives_count=negatives_count if negatives_from_full else None,
@@ -958,6 +882,9 @@ def import_archive(
     extra_negatives: Mapping[str, str | os.PathLike] | None = None,
     progress: bool = True,
     verbose: bool = True,
+    limits: ArchiveLimits | None = None,
+    url: str | None = None,
+    sha256_pinned: str | None = None,
 ) -> ImportReport:
     """Extract a CRACK500 archive and write ``dest_root/name/{train,val,test}/{images,masks}``.
 
@@ -979,6 +906,10 @@ def import_archive(
         extra_negatives: ``{split: folder}`` of crack-free images copied in with all-zero masks.
         progress: show progress bars.
         verbose: print the layout, per-split counts and warnings.
+        limits: the bounds of the extraction (default
+            :class:`~crackkit.data.archive.ArchiveLimits`).
+        url, sha256_pinned: where the archive was downloaded from and the SHA-256 it was
+            checked against, recorded in ``dataset.json`` beside the SHA-256 seen.
 
     Returns:
         The :class:`ImportReport`, also written as ``dataset.json``.
@@ -997,7 +928,7 @@ def import_archive(
     with tempfile.TemporaryDirectory(prefix=f".{name}.extract-", dir=dest_root) as tmp:
         shown_as = (tmp, archive.name)
         try:
-            extract_archive(archive, tmp)
+            extract_archive(archive, tmp, limits, copies=2)
             return _import_tree(
                 Path(tmp),
                 dest_root,
@@ -1014,6 +945,8 @@ def import_archive(
                 source=str(archive.resolve()),
                 source_sha256=digest,
                 shown_as=shown_as,
+                source_url=url,
+                sha256_pinned=sha256_pinned,
             )
         except DatasetError as err:
             raise DatasetError(shown(str(err), shown_as)) from err
@@ -1034,6 +967,8 @@ def fetch_crack500(
     tile: tuple[int, int] = CRACK500_TILE,
     verbose: bool = True,
     negatives_count: int | None = SEED_TRAIN_NEGATIVES,
+    limits: ArchiveLimits | None = None,
+    allow_http: bool = False,
 ) -> Path:
     """Download (or take) the CRACK500 archive into ``root/raw`` and import it.
 
@@ -1054,6 +989,8 @@ def fetch_crack500(
         verbose: print layout, counts and warnings.
         negatives_count: cap on the train split's negatives with ``negatives_from_full`` (see
             :func:`import_archive`); None for no cap.
+        limits: the bounds of the extraction (see :func:`import_archive`).
+        allow_http: accept an ``http://`` URL (or a redirect to one); refused by default.
 
     Returns:
         The processed folder, ``root/processed/crack500``. If it already holds an import of the
@@ -1069,13 +1006,16 @@ def fetch_crack500(
         if url is not None:
             raise ValueError("pass either url or archive, not both")
         raw = store_raw(Path(archive).expanduser(), raw_dir, sha256, verbose=verbose)
+        pinned = sha256
     else:
         url = url or CRACK500.url
+        pinned = sha256 or CRACK500.sha256
         raw = download(
             url,
             raw_dir / archive_name(url, CRACK500.filename),
-            sha256=sha256 or CRACK500.sha256,
+            sha256=pinned,
             progress=progress,
+            allow_http=allow_http,
         )
     final = processed / CRACK500.name
     if final.exists() and not overwrite:
@@ -1098,6 +1038,7 @@ def fetch_crack500(
             f"{final} already exists from another archive or with other options (see its "
             "dataset.json); pass --overwrite to replace it"
         )
+    warn_if_source_changed(final, sha256_file(raw))
     import_archive(
         raw,
         processed,
@@ -1108,6 +1049,9 @@ def fetch_crack500(
         negatives_count=negatives_count,
         progress=progress,
         verbose=verbose,
+        limits=limits,
+        url=url,
+        sha256_pinned=pinned.strip().lower() if pinned else None,
     )
     return final
 
@@ -1151,6 +1095,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         help="with --negatives-from-full, cap the train split's negatives at N (tiles drawn with "
         "seed 0), or 'all' for every crack-free tile (default: %(default)s, the seed run's count)",
     )
+    parser.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="accept an http:// URL or a redirect to one (refused by default: nothing "
+        "authenticates the server)",
+    )
+    add_limit_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -1168,21 +1119,20 @@ def _count_or_all(text: str) -> int | None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """Run :func:`fetch_crack500` from parsed CLI arguments; on failure print why, return 1."""
-    try:
-        path = fetch_crack500(
-            root=args.root,
-            url=args.url,
-            sha256=args.sha256,
-            archive=args.archive,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-            negatives_from_full=args.negatives_from_full,
-            tile=tuple(args.tile),
-            negatives_count=args.negatives_count,
-        )
-    except (DatasetError, DownloadError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    """Run :func:`fetch_crack500` from parsed CLI arguments; errors go to ``crackkit``'s handler
+    (:func:`crackkit.cli.main`), which prints them in one line."""
+    path = fetch_crack500(
+        root=args.root,
+        url=args.url,
+        sha256=args.sha256,
+        archive=args.archive,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        negatives_from_full=args.negatives_from_full,
+        tile=tuple(args.tile),
+        negatives_count=args.negatives_count,
+        limits=limits_from_args(args),
+        allow_http=args.allow_http,
+    )
     print(path)
     return 0

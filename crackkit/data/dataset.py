@@ -31,6 +31,7 @@ from crackkit.data.folder import (
 )
 from crackkit.data.synthetic import SyntheticSpec, ensure_synthetic
 from crackkit.data.weights import dilate_mask, distance_weights
+from crackkit.specs import MAX_IMAGE_PIXELS
 
 __all__ = [
     "CrackDataset",
@@ -102,11 +103,12 @@ def load_splits(
     negatives_dir: str | Path | None = None,
     check: bool = True,
     progress: bool = True,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> dict[str, list[Sample]]:
     """Scan train/val/test; when ``val`` is absent, split it from train (seeded, 15%).
 
     ``negatives_dir`` adds crack-free images: ``negatives_dir/<split>/`` holds image files only,
-    each served with an all-zero mask.
+    each served with an all-zero mask. An image of more than ``max_pixels`` pixels is refused.
     """
     root = Path(root)
     splits: dict[str, list[Sample]] = {}
@@ -119,9 +121,10 @@ def load_splits(
             negatives_without_mask=negatives_without_mask,
             check=check,
             progress=progress,
+            max_pixels=max_pixels,
         )
     if negatives_dir:
-        _add_negatives(splits, Path(negatives_dir).expanduser())
+        _add_negatives(splits, Path(negatives_dir).expanduser(), max_pixels)
     if "val" not in splits:
         train = splits["train"]
         if len(train) < 2:
@@ -133,7 +136,9 @@ def load_splits(
     return {s: splits[s] for s in SPLITS}
 
 
-def _add_negatives(splits: dict[str, list[Sample]], folder: Path) -> None:
+def _add_negatives(
+    splits: dict[str, list[Sample]], folder: Path, max_pixels: int | None = MAX_IMAGE_PIXELS
+) -> None:
     if not folder.is_dir():
         raise DatasetError(
             f"negatives_dir {folder}: folder not found; it should hold train/, val/ and/or test/ "
@@ -151,7 +156,7 @@ def _add_negatives(splits: dict[str, list[Sample]], folder: Path) -> None:
                 f"negatives_dir {folder / split}: the data set has no {split!r} split to add to"
             )
         for path in sorted(list_image_files(folder / split).values()):
-            image_size(path)
+            image_size(path, max_pixels)
             splits[split].append(Sample(image=path, mask=None, positive=False))
 
 

@@ -1,10 +1,25 @@
 """Resumable, verified downloads of data-set archives.
 
 Each data set is described by a small :class:`DownloadInfo` record (name, url, file name, SHA-256).
-:func:`download` streams a URL into ``DEST.part`` with a progress bar, resumes an interrupted
-``.part`` with an HTTP ``Range`` request, checks the SHA-256 and only then renames the file to
-``DEST``. A file whose hash does not match, or a web page served instead of the archive, is
-refused with a :class:`DownloadError` that says what to do next.
+:func:`download` fetches a URL into the raw folder:
+
+* **pooch** (``pooch.retrieve``) does what it covers: the file is built under a temporary name in
+  the destination folder, its SHA-256 is checked against the pinned one (``pooch.file_hash``),
+  and only a matching file is moved into place; a file that does not match is deleted.
+* **kept here**, because pooch lacks it: the transfer itself (:class:`_Transfer`, pooch's
+  downloader). It streams into ``DEST.part`` with a progress bar, resumes an interrupted
+  ``.part`` with an HTTP ``Range`` request (pooch always starts over), follows Google Drive's
+  large-file confirmation page (pooch would save the page), refuses any other web page served
+  instead of the archive, and refuses ``http://`` (and a redirect to it) unless the caller
+  passes ``allow_http`` (``--allow-http``).
+
+A resumed ``.part`` is verified like a fresh one and deleted when it fails, never reused. Without a
+pinned SHA-256 (CRACK500's and CrackForest's default sources cannot be pinned: the first is a Drive
+folder, the second an archive GitHub builds on the fly) the file is at least checked to be a whole,
+undamaged archive (:func:`crackkit.data.archive.verify_archive`; a ``.part`` that fails is deleted
+and the download starts over once), and a loud warning says that nothing was verified and gives
+the SHA-256 seen, which the import records in ``dataset.json`` so that a later download can be
+compared with it.
 
 Google Drive serves large files behind a "can't scan this file for viruses" page. When a
 response is such a page (an HTML ``<form id="download-form">`` with hidden ``id``, ``export``,
@@ -21,8 +36,9 @@ way) and :func:`archive_name` names a downloaded one; the data-set importers
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import http.client
+import logging
 import os
 import re
 import shutil
@@ -35,8 +51,10 @@ from html.parser import HTMLParser
 from http.cookiejar import CookieJar
 from pathlib import Path
 
+import pooch
 from tqdm.auto import tqdm
 
+from crackkit.data.archive import ArchiveError, verify_archive
 from crackkit.data.folder import DatasetError
 
 __all__ = [
@@ -47,6 +65,7 @@ __all__ = [
     "DownloadError",
     "DownloadInfo",
     "archive_name",
+    "check_url",
     "download",
     "google_drive_url",
     "normalise_url",
@@ -153,13 +172,38 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 digest of a file (``pooch.file_hash``)."""
+    return pooch.file_hash(str(path), alg="sha256")
+
+
+def check_url(url: str, allow_http: bool = False) -> str:
+    """``url`` when its scheme is ``https`` (or ``http`` with ``allow_http``).
+
+    Raises:
+        DownloadError: another scheme, or ``http`` without ``allow_http``.
+    """
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and allow_http):
+        return url
+    if scheme == "http":
+        raise DownloadError(
+            f"refusing {url}: plain http is not authenticated (anyone on the way can change the "
+            "file); use an https:// link, or pass --allow-http (allow_http=True) to accept it"
+        )
+    raise DownloadError(f"refusing {url}: only https:// (or http:// with --allow-http) downloads")
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects only to URLs :func:`check_url` accepts."""
+
+    def __init__(self, allow_http: bool) -> None:
+        super().__init__()
+        self.allow_http = allow_http
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(newurl, self.allow_http)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def part_path(dest: Path) -> Path:
@@ -262,15 +306,31 @@ def _html_error(url: str, page: bytes) -> DownloadError:
     )
 
 
-def _default_opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+def _default_opener(allow_http: bool = False) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(CookieJar()), _NoDowngrade(allow_http)
+    )
 
 
-def _open(opener: urllib.request.OpenerDirector, url: str, offset: int, timeout: float):
+def _open(
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    offset: int,
+    timeout: float,
+    allow_http: bool = False,
+):
+    """Open ``url`` (from byte ``offset``); the URL it ends at must pass :func:`check_url` too,
+    whatever opener followed the redirects."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+    response = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+    try:
+        check_url(response.geturl(), allow_http)
+    except DownloadError:
+        response.close()
+        raise
+    return response
 
 
 def _read_page(response, head: bytes) -> bytes:
@@ -282,6 +342,7 @@ def resolve_google_drive(
     opener: urllib.request.OpenerDirector | None = None,
     *,
     timeout: float = 60,
+    allow_http: bool = False,
 ) -> str:
     """URL that serves the file itself, after following Drive's large-file confirmation pages.
 
@@ -292,11 +353,11 @@ def resolve_google_drive(
     Raises:
         DownloadError: the final answer is a web page without such a form, or an HTTP error.
     """
-    opener = opener or _default_opener()
-    url = normalise_url(url)
+    opener = opener or _default_opener(allow_http)
+    url = check_url(normalise_url(url), allow_http)
     for _ in range(_MAX_CONFIRMATIONS + 1):
         try:
-            response = _open(opener, url, 0, timeout)
+            response = _open(opener, url, 0, timeout, allow_http)
         except urllib.error.HTTPError as err:
             err.close()
             raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from err
@@ -311,7 +372,7 @@ def resolve_google_drive(
         follow = _confirmation_url(page, response.geturl(), cookies)
         if follow is None or follow == url:
             raise _html_error(url, page)
-        url = follow
+        url = check_url(follow, allow_http)
     raise DownloadError(f"{url}: too many confirmation pages; download by hand and pass --archive")
 
 
@@ -325,24 +386,133 @@ def _content_length(response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _finish(part: Path, dest: Path, expected: str | None) -> Path:
-    actual = sha256_file(part)
-    if expected is not None and actual != expected:
-        part.unlink()
-        raise DownloadError(
-            f"checksum mismatch for {dest.name}: expected SHA-256 {expected}, got {actual}. The "
-            f"partial file {part} was removed. Retry the download; if you use a different mirror "
-            "whose file is known to differ, pass its hash with --sha256; or download the file by "
-            "hand and pass --archive PATH."
-        )
-    if expected is None:
-        print(
-            f"SHA-256 of {dest.name}: {actual} (no checksum was given, so nothing was verified; "
-            f"pin this value with --sha256 {actual})",
-            file=sys.stderr,
-        )
-    os.replace(part, dest)
-    return dest
+@contextlib.contextmanager
+def _quiet_pooch():
+    """pooch logs each download at INFO level; the kit prints its own lines."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@dataclass
+class _Transfer:
+    """pooch's downloader: the HTTP transfer into ``DEST.part`` (resumed with ``Range``, Drive's
+    confirmation page followed), then the ``.part`` moved to the file pooch verifies.
+
+    Without a pinned hash the ``.part`` must be a whole archive; when it is not it is deleted and
+    the transfer starts over once.
+    """
+
+    part: Path
+    pinned: bool
+    progress: bool
+    chunk_size: int
+    timeout: float
+    retries: int
+    opener: urllib.request.OpenerDirector
+    allow_http: bool
+    restarted: bool = False
+
+    def __call__(self, url: str, output_file: str, pooch_obj: object) -> None:
+        del pooch_obj
+        while True:
+            self._fetch(url)
+            if self.pinned:
+                break
+            try:
+                verify_archive(self.part)
+                break
+            except ArchiveError as exc:
+                self.part.unlink(missing_ok=True)
+                if self.restarted:
+                    raise DownloadError(
+                        f"the download from {url} is not a whole archive ({exc}); the partial "
+                        f"file {self.part} was deleted"
+                    ) from None
+                print(
+                    f"warning: {self.part.name} failed verification ({exc}); deleted, "
+                    "downloading again from the start",
+                    file=sys.stderr,
+                )
+                self.restarted = True
+        os.replace(self.part, output_file)
+
+    def _fetch(self, url: str) -> None:
+        part, chunk_size = self.part, self.chunk_size
+        interruptions = confirmations = 0
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            try:
+                response = _open(self.opener, url, offset, self.timeout, self.allow_http)
+            except urllib.error.HTTPError as err:
+                err.close()
+                if err.code == 416 and offset:
+                    return  # nothing after ``offset``: the part is complete, or wrong (verified)
+                raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from err
+            except DownloadError:
+                raise
+            except (urllib.error.URLError, OSError) as err:
+                reason = getattr(err, "reason", err)
+                if isinstance(reason, DownloadError):  # a redirect _NoDowngrade refused
+                    raise reason from None
+                kept = f" (the partial file {part} is kept; run again to resume)" if offset else ""
+                raise DownloadError(f"could not reach {url}: {reason}{kept}") from err
+
+            with response:
+                status = response.status
+                head = response.read(min(chunk_size, 4096))
+                if status != 206 and _is_html_response(response, head):
+                    page = _read_page(response, head)
+                    cookies = response.headers.get_all("Set-Cookie") or []
+                    follow = _confirmation_url(page, response.geturl(), cookies)
+                    if follow is None or follow == url or confirmations >= _MAX_CONFIRMATIONS:
+                        raise _html_error(url, page)
+                    confirmations += 1
+                    url = check_url(follow, self.allow_http)
+                    continue
+                if status == 206 and _content_range_start(response) not in (None, offset):
+                    # The server resumed from somewhere else: start over rather than guess.
+                    part.unlink()
+                    continue
+                if status != 206:
+                    offset = 0
+                length = _content_length(response)
+                total = offset + length if length is not None else None
+                received = 0
+                broken = False
+                bar = tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=part.name.removesuffix(".part"),
+                    disable=not self.progress,
+                    leave=False,
+                )
+                with bar, open(part, "ab" if offset else "wb") as out:
+                    block = head
+                    try:
+                        while block:
+                            out.write(block)
+                            received += len(block)
+                            bar.update(len(block))
+                            block = response.read(chunk_size)
+                    except (http.client.HTTPException, OSError):
+                        broken = True
+            if not broken and (length is None or received >= length):
+                return
+            interruptions += 1
+            if interruptions > self.retries:
+                raise DownloadError(
+                    f"download of {url} was interrupted after {offset + received} of {total} "
+                    f"bytes ({interruptions} interruption(s)). The partial file {part} is kept: "
+                    "run the same command again to resume."
+                )
 
 
 def download(
@@ -355,6 +525,7 @@ def download(
     timeout: float = 60,
     retries: int = 3,
     opener: urllib.request.OpenerDirector | None = None,
+    allow_http: bool = False,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a previous ``dest.part`` and checking the SHA-256.
 
@@ -363,24 +534,29 @@ def download(
             large-file confirmation page is followed (see :func:`resolve_google_drive`).
         dest: final path. If it exists and matches ``sha256`` (or no hash is given), nothing is
             downloaded.
-        sha256: expected hex digest; when ``None`` the computed digest is printed so it can be
-            pinned.
+        sha256: expected hex digest; when ``None`` the file must be a whole archive, and a loud
+            warning gives the digest seen so that it can be pinned.
         progress: show a tqdm progress bar.
         chunk_size: bytes read per step.
         timeout: socket timeout in seconds.
         retries: how many times an interrupted transfer is resumed automatically before giving up
             (the ``.part`` file is kept, so running again resumes too).
-        opener: ``urllib`` opener to use (default: one with a cookie jar).
+        opener: ``urllib`` opener to use (default: one with a cookie jar that follows redirects
+            only to URLs :func:`check_url` accepts; whatever the opener, the URL a response
+            comes from is checked).
+        allow_http: accept ``http://`` URLs and redirects to them.
 
     Returns:
         ``dest`` as a Path.
 
     Raises:
-        DownloadError: HTTP error, a web page instead of the file, a checksum mismatch, or an
+        DownloadError: a refused URL, an HTTP error, a web page instead of the file, a checksum
+            mismatch or a file that is not a whole archive (the ``.part`` is then deleted), or an
             interruption that outlasted ``retries``.
     """
     dest = Path(dest)
     expected = _check_sha(sha256)
+    check_url(url, allow_http)
     if dest.exists():
         if expected is None:
             return dest
@@ -392,80 +568,53 @@ def download(
             "folder are never overwritten: delete it to download again, or pass the right --sha256."
         )
     url = normalise_url(url)
-    opener = opener or _default_opener()
     part = part_path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    interruptions = 0
-    confirmations = 0
-    while True:
-        offset = part.stat().st_size if part.exists() else 0
+    transfer = _Transfer(
+        part=part,
+        pinned=expected is not None,
+        progress=progress,
+        chunk_size=chunk_size,
+        timeout=timeout,
+        retries=retries,
+        opener=opener or _default_opener(allow_http),
+        allow_http=allow_http,
+    )
+    with _quiet_pooch():
         try:
-            response = _open(opener, url, offset, timeout)
-        except urllib.error.HTTPError as err:
-            err.close()
-            if err.code == 416 and offset:
-                # Nothing left after ``offset``: the part is probably complete.
-                if expected is None or sha256_file(part) == expected:
-                    return _finish(part, dest, expected)
-                part.unlink()
-                continue
-            raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from err
-        except (urllib.error.URLError, OSError) as err:
-            kept = f" (the partial file {part} is kept; run again to resume)" if offset else ""
-            reason = getattr(err, "reason", err)
-            raise DownloadError(f"could not reach {url}: {reason}{kept}") from err
-
-        with response:
-            status = response.status
-            head = response.read(min(chunk_size, 4096))
-            if status != 206 and _is_html_response(response, head):
-                page = _read_page(response, head)
-                cookies = response.headers.get_all("Set-Cookie") or []
-                follow = _confirmation_url(page, response.geturl(), cookies)
-                if follow is None or follow == url or confirmations >= _MAX_CONFIRMATIONS:
-                    raise _html_error(url, page)
-                confirmations += 1
-                url = follow
-                continue
-            if status == 206 and _content_range_start(response) not in (None, offset):
-                # The server resumed from somewhere else: start over rather than guess.
-                part.unlink()
-                continue
-            if status != 206:
-                offset = 0
-            length = _content_length(response)
-            total = offset + length if length is not None else None
-            received = 0
-            broken = False
-            bar = tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=dest.name,
-                disable=not progress,
-                leave=False,
+            pooch.retrieve(
+                url,
+                known_hash=f"sha256:{expected}" if expected else None,
+                fname=dest.name,
+                path=dest.parent,
+                downloader=transfer,
+                progressbar=False,
             )
-            with bar, open(part, "ab" if offset else "wb") as out:
-                block = head
-                try:
-                    while block:
-                        out.write(block)
-                        received += len(block)
-                        bar.update(len(block))
-                        block = response.read(chunk_size)
-                except (http.client.HTTPException, OSError):
-                    broken = True
-        if not broken and (length is None or received >= length):
-            return _finish(part, dest, expected)
-        interruptions += 1
-        if interruptions > retries:
+        except ValueError as exc:
+            if expected is None or "hash" not in str(exc):
+                raise
             raise DownloadError(
-                f"download of {url} was interrupted after {offset + received} of {total} bytes "
-                f"({interruptions} interruption(s)). The partial file {part} is kept: run the same "
-                "command again to resume."
-            )
+                f"checksum mismatch for {dest.name}: expected SHA-256 {expected}, got "
+                f"{_seen_hash(exc)}. The downloaded file (resumed from {part.name} or not) was "
+                "removed. Retry the download; if you use a different mirror whose file is known "
+                "to differ, pass its hash with --sha256; or download the file by hand and pass "
+                "--archive PATH."
+            ) from None
+    if expected is None:
+        actual = sha256_file(dest)
+        print(
+            f"WARNING: nothing was verified: no SHA-256 is pinned for {dest.name}, so its bytes "
+            "may differ from the authors' (that it is a whole archive is all that was checked). "
+            f"SHA-256 seen: {actual}; the import records it in dataset.json, and --sha256 "
+            f"{actual} pins it for the next download.",
+            file=sys.stderr,
+        )
+    return dest
+
+
+def _seen_hash(exc: Exception) -> str:
+    found = re.search(r"but got ([0-9a-f]{64})", str(exc))
+    return found.group(1) if found else "another value"
 
 
 def archive_name(url: str, default: str) -> str:

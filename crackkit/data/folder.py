@@ -26,6 +26,11 @@ Rules:
 * A crack image without a mask and with the label 1 in ``labels.csv`` is an image-level positive
   (mixed supervision): it trains the decision only, and counts in the decision metrics only. A
   label must agree with the image's mask where both exist.
+* An image holds at most :data:`MAX_IMAGE_PIXELS` pixels unless the caller raises the limit (the
+  run parameter ``max_image_pixels``, ``crackkit predict --max-pixels``): the size is read from
+  the header and a larger image is refused before its pixels are decoded, since a file of a few
+  kilobytes can declare billions of pixels. Pillow's own ceiling (``2 *
+  PIL.Image.MAX_IMAGE_PIXELS``, about 179 million pixels) still applies above it.
 * Pixels are read as stored: the EXIF orientation tag is ignored, because masks are drawn on the
   stored pixel grid. Truncated or corrupt files raise :class:`DatasetError`; this module relies on
   Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` and never changes it.
@@ -37,6 +42,7 @@ or folder and says what would be accepted.
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,14 +51,18 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from crackkit.specs import MAX_IMAGE_PIXELS
+
 __all__ = [
     "DatasetError",
     "IMAGE_EXTENSIONS",
     "LABELS_FILE",
+    "MAX_IMAGE_PIXELS",
     "MASK_AMBIGUOUS_BAND",
     "MASK_NOISE_TOLERANCE",
     "SPLITS",
     "Sample",
+    "check_pixels",
     "image_size",
     "mask_noise_fraction",
     "read_image",
@@ -159,7 +169,10 @@ def _list_files(folder: Path) -> dict[str, Path]:
 
 def _open(path: Path) -> Image.Image:
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():
+            # Sizes are checked against the caller's limit (check_pixels), not Pillow's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
     except FileNotFoundError as exc:
         raise DatasetError(f"{path}: file not found") from exc
     except UnidentifiedImageError as exc:
@@ -180,11 +193,30 @@ def _decode(path: Path) -> Image.Image:
     return img
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """Return ``(height, width)`` of an image from its header, without decoding the pixels."""
+def check_pixels(path: str | Path, height: int, width: int, max_pixels: int | None) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels (None: no limit).
+
+    Raises:
+        DatasetError: naming the file, its size and the parameters that raise the limit.
+    """
+    if max_pixels is not None and height * width > max_pixels:
+        raise DatasetError(
+            f"{path}: {width}x{height} is {height * width / 1e6:.1f} megapixels, more than the "
+            f"limit of {max_pixels:,} pixels; a larger limit (run parameter max_image_pixels, "
+            "crackkit predict --max-pixels) reads it"
+        )
+
+
+def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
+    """Return ``(height, width)`` of an image from its header, without decoding the pixels.
+
+    Raises:
+        DatasetError: unreadable file, or more than ``max_pixels`` pixels (:func:`check_pixels`).
+    """
     path = Path(path)
     with _open(path) as img:
         width, height = img.size
+    check_pixels(path, height, width, max_pixels)
     return height, width
 
 
@@ -374,6 +406,7 @@ def scan_split(
     negatives_without_mask: bool = False,
     check: bool = True,
     progress: bool = True,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> list[Sample]:
     """List the samples of one split, pairing images and masks by stem.
 
@@ -389,6 +422,7 @@ def scan_split(
             negatives.
         check: read every image header and mask, check sizes and binarity, fill ``positive``.
         progress: a progress bar while checking a split of more than 200 files.
+        max_pixels: with ``check``, refuse an image of more pixels (None: no limit).
 
     Returns:
         Samples sorted by stem.
@@ -439,7 +473,7 @@ def scan_split(
     ]
     if check:
         samples = [
-            _checked(s, labels.get(s.stem), labels_path)
+            _checked(s, labels.get(s.stem), labels_path, max_pixels)
             for s in tqdm(
                 samples,
                 desc=f"checking {split}",
@@ -458,10 +492,16 @@ def _initial_label(stem: str, masks: dict[str, Path], labels: dict[str, bool]) -
     return None if stem in masks else False
 
 
-def _checked(sample: Sample, label: bool | None = None, labels_path: Path | None = None) -> Sample:
-    height, width = image_size(sample.image)
+def _checked(
+    sample: Sample,
+    label: bool | None = None,
+    labels_path: Path | None = None,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
+) -> Sample:
+    height, width = image_size(sample.image, max_pixels)
     if sample.mask is None:
         return replace(sample, positive=bool(label))
+    image_size(sample.mask, max_pixels)
     mask = read_mask(sample.mask)
     if mask.shape != (height, width):
         raise DatasetError(

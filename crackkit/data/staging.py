@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from crackkit.data.folder import DatasetError, split_counts, visible_entries
@@ -23,6 +24,7 @@ __all__ = [
     "say",
     "shown",
     "subdirs",
+    "warn_if_source_changed",
 ]
 
 
@@ -68,6 +70,22 @@ def read_record(folder: Path) -> dict:
         return json.loads((folder / "dataset.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def warn_if_source_changed(final: Path, sha256: str | None) -> None:
+    """Warn when the import in ``final`` came from an archive of another SHA-256 than ``sha256``:
+    a second download of an unpinned source can differ from the first."""
+    if sha256 is None or not final.exists():
+        return
+    source = read_record(final).get("source")
+    before = source.get("sha256") if isinstance(source, dict) else None
+    if before and before != sha256:
+        print(
+            f"WARNING: {final} was imported from an archive of SHA-256 {before}; this archive's "
+            f"is {sha256}: the source's bytes changed since (or it is another archive)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def shown(text: str, shown_as: tuple[str, str] | None) -> str:

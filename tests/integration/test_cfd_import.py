@@ -308,9 +308,9 @@ def test_cli_imports_a_folder(tmp_path, capsys):
     assert f"license: {CFD_LICENSE}" in out
     assert out.strip().endswith(str(root / "processed" / "cfd"))
     assert not (root / "raw").exists()  # a folder source is read in place, not copied
-    assert cli_main(argv) == 1
+    assert cli_main(argv) == 2
     assert "already exists" in capsys.readouterr().err
-    assert cli_main([*argv, "--sha256", "0" * 64]) == 1
+    assert cli_main([*argv, "--sha256", "0" * 64]) == 2
     assert "--sha256 checks an archive" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main([*argv, "--crack-values", "1,2"])
@@ -376,11 +376,14 @@ def test_download_resumes_and_verifies(tmp_path, range_server):
     raw = root / "raw" / archive.name
     raw.parent.mkdir(parents=True)
     part_path(raw).write_bytes(data[: len(data) // 2])
-    out = fetch_cfd(root=root, url=f"{base}/{archive.name}", sha256=digest, **QUIET)
+    out = fetch_cfd(
+        root=root, url=f"{base}/{archive.name}", sha256=digest, allow_http=True, **QUIET
+    )
     assert server.requests == [(f"/{archive.name}", f"bytes={len(data) // 2}-")]
     assert raw.read_bytes() == data and not part_path(raw).exists()
     record = json.loads((out / "dataset.json").read_text())
     assert record["sha256"] == digest and record["source"]["url"] == f"{base}/{archive.name}"
+    assert record["source"]["sha256_pinned"] == digest
     assert record["counts"]["val"]["sum"] == 2
 
 
@@ -390,11 +393,16 @@ def test_download_with_wrong_sha_refused(tmp_path, range_server, capsys):
     archive = _pack(_make_cfd(tmp_path / "src", TOP), server.www / "cfd.tar.gz")
     root = tmp_path / "data"
     with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch_cfd(root=root, url=f"{base}/{archive.name}", sha256="0" * 64, **QUIET)
+        fetch_cfd(
+            root=root, url=f"{base}/{archive.name}", sha256="0" * 64, allow_http=True, **QUIET
+        )
     assert list((root / "raw").iterdir()) == []
     assert not (root / "processed" / "cfd").exists()
-    argv = ["data", "cfd", "--url", f"{base}/{archive.name}", "--root", str(root)]
-    assert cli_main([*argv, "--sha256", "0" * 64, "--no-progress"]) == 1
+    argv = ["data", "cfd", "--url", f"{base}/{archive.name}", "--root", str(root), "--allow-http"]
+    assert cli_main([*argv, "--sha256", "0" * 64, "--no-progress"]) == 2
     assert "checksum mismatch" in capsys.readouterr().err
     assert cli_main([*argv, "--no-progress"]) == 0  # no hash given: the digest is printed
-    assert _sha(archive) in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nothing was verified" in err and _sha(archive) in err
+    record = json.loads((root / "processed" / "cfd" / "dataset.json").read_text())
+    assert record["sha256"] == _sha(archive) and record["source"]["sha256_pinned"] is None

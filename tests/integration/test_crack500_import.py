@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from crackkit.cli import main as cli_main
 from crackkit.data.crack500 import (
     CRACK500_COUNTS,
     add_cli_arguments,
@@ -28,6 +29,7 @@ from crackkit.data.crack500 import (
     import_folder,
     main_from_args,
 )
+from crackkit.data.download import DownloadError
 from crackkit.data.folder import DatasetError, read_mask, scan_split
 
 H, W = 24, 40
@@ -413,17 +415,17 @@ def test_fetch_from_url_via_cli_helpers(tmp_path, file_server, capsys):
         _make_source(tmp_path / "src", "mirror", "CRACK500"), www / "c5.tar.gz", "tar.gz"
     )
     parser = add_cli_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(
-        ["--url", f"{base}/c5.tar.gz", "--root", str(tmp_path / "data"), "--no-progress"]
-    )
-    assert main_from_args(args) == 0
+    argv = ["--url", f"{base}/c5.tar.gz", "--root", str(tmp_path / "data"), "--no-progress"]
+    with pytest.raises(DownloadError, match="plain http is not authenticated.*--allow-http"):
+        main_from_args(parser.parse_args(argv))
+    assert main_from_args(parser.parse_args([*argv, "--allow-http"])) == 0
     raw = tmp_path / "data" / "raw" / "c5.tar.gz"
     assert raw.read_bytes() == archive.read_bytes()
     assert (
         capsys.readouterr().out.strip().endswith(str(tmp_path / "data" / "processed" / "crack500"))
     )
-    bad = parser.parse_args(["--archive", str(tmp_path / "nope.zip"), "--root", str(tmp_path)])
-    assert main_from_args(bad) == 1
+    bad = ["data", "crack500", "--archive", str(tmp_path / "nope.zip"), "--root", str(tmp_path)]
+    assert cli_main(bad) == 2
     assert "nope.zip: archive not found" in capsys.readouterr().err
 
 

@@ -218,7 +218,7 @@ def test_cross_dataset_evaluation(tmp_path, data_root, stub_model, capsys):
     code = main(["evaluate", str(run), "--dataset", str(other), "--overwrite", "--quiet"])
     assert code == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out / "EVAL.md")
-    assert main(["evaluate", str(run), "--dataset", str(tmp_path / "nope"), "--quiet"]) == 1
+    assert main(["evaluate", str(run), "--dataset", str(tmp_path / "nope"), "--quiet"]) == 2
 
 
 def test_cross_evaluation_on_crack500_shows_published_rows(

@@ -75,7 +75,7 @@ def test_cli_predicts_with_original_weights_and_records_them(tmp_path, capsys):
 
 
 def test_cli_refuses_weights_of_another_network(tmp_path, capsys):
-    """SegDecNet++ weights given as segdecnet-up: exit 1 with the first unexpected key named."""
+    """SegDecNet++ weights given as segdecnet-up: exit 2 with the first unexpected key named."""
     path = tmp_path / "w.pth"
     torch.save(_original_state_dict("segdecnet++"), path)
     images = tmp_path / "photos"
@@ -95,7 +95,7 @@ def test_cli_refuses_weights_of_another_network(tmp_path, capsys):
             "cpu",
         ]
     )
-    assert code == 1
+    assert code == 2
     assert "unexpected key 'conv1_s.weight'" in capsys.readouterr().err
 
 

@@ -136,7 +136,7 @@ def test_finished_run_is_not_overwritten(finished_run, capsys):
     _, run = finished_run
     before = (run / "REPORT.md").read_bytes()
     code = main(["run", "--preset", "tiny", "--run-dir", str(run), "--quiet"])
-    assert code == 1
+    assert code == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (run / "REPORT.md").read_bytes() == before
 

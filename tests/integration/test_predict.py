@@ -345,8 +345,8 @@ def test_cli_prints_the_output_folder_last(kit, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("problem", ["missing run", "empty folder", "corrupt image", "bad ckpt"])
-def test_cli_errors_exit_1_with_one_line(kit, tmp_path, capsys, problem):
-    """Missing run, empty folder, corrupt image or damaged checkpoint: one stderr line, exit 1."""
+def test_cli_errors_exit_2_with_one_line(kit, tmp_path, capsys, problem):
+    """Missing run, empty folder, corrupt image or damaged checkpoint: one stderr line, exit 2."""
     images = tmp_path / "imgs"
     images.mkdir()
     args = ["predict", str(images), "--run", str(kit["run"])]
@@ -363,7 +363,7 @@ def test_cli_errors_exit_1_with_one_line(kit, tmp_path, capsys, problem):
         warnings.simplefilter("ignore")
         code = main(args)
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1
+    assert code == 2
     assert len(err) == 1 and err[0].startswith("crackkit: error:")
     if problem == "corrupt image":
         assert "broken.jpg" in err[0]

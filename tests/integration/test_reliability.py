@@ -249,13 +249,13 @@ def test_resume_refuses_a_damaged_or_foreign_checkpoint(dataset, tmp_path, case,
 
 
 def test_cli_resume_with_a_damaged_checkpoint_fails_naming_it(dataset, tmp_path, capsys):
-    """crackkit run --resume exits 1 naming the damaged last.pt, which it leaves as it was."""
+    """crackkit run --resume exits 2 naming the damaged last.pt, which it leaves as it was."""
     cfg = run_config(dataset)
     run_dir = Run.create(cfg, tmp_path / "run").path
     last = run_dir / "checkpoints" / "last.pt"
     _foreign_checkpoint(cfg, last, "truncated")
     before = last.read_bytes()
-    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 1
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "notebook 02_train.ipynb failed: CheckpointError: " in err
     assert f"checkpoint {last} is damaged or not a crackkit checkpoint" in err
@@ -378,12 +378,12 @@ def test_nonexistent_dataset_lists_what_is_accepted(kit_dirs):
 
 
 def test_cli_reports_bad_data_and_keeps_the_attempt(tmp_path, capsys):
-    """crackkit run exits 1 naming the corrupt file; rerunning the folder says how to go on."""
+    """crackkit run exits 2 naming the corrupt file; rerunning the folder says how to go on."""
     root = make_dataset(tmp_path / "cracks")
     culprit = _replace_with_garbage(root)
     run_dir = tmp_path / "run"
     argv = ["run", "--preset", "tiny", "--dataset", str(root), "--run-dir", str(run_dir)]
-    assert main([*argv, "--quiet"]) == 1
+    assert main([*argv, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "notebook 01_prepare.ipynb failed: DatasetError" in err
     assert f"{culprit}: not a readable image; accepted formats: .png" in err
@@ -393,7 +393,7 @@ def test_cli_reports_bad_data_and_keeps_the_attempt(tmp_path, capsys):
     assert not (run_dir / "checkpoints" / "last.pt").exists()
     failed = (run_dir / "notebooks" / "01_prepare.ipynb").read_bytes()
 
-    assert main([*argv, "--quiet"]) == 1
+    assert main([*argv, "--quiet"]) == 2
     assert "exists from an earlier attempt and is not overwritten" in capsys.readouterr().err
     assert (run_dir / "notebooks" / "01_prepare.ipynb").read_bytes() == failed
 
@@ -442,7 +442,7 @@ def test_finished_run_cannot_be_resumed(tmp_path, capsys):
     """--resume on a run with REPORT.md is refused: nothing is rerun or rewritten."""
     run_dir = tmp_path / "done"
     before = _finished(run_dir, "metrics.json", "REPORT.md")
-    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 1
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
     assert "the run is finished (REPORT.md exists)" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 

@@ -493,7 +493,7 @@ def test_bad_options_are_refused_naming_the_value(options, message):
     ],
 )
 def test_cli_refuses_bad_options_in_one_line(checkpoint, tmp_path, capsys, args, message):
-    """Bad option values exit 1 with one error line naming them, and no output folder."""
+    """Bad option values exit 2 with one error line naming them, and no output folder."""
     images = tmp_path / "photos"
     images.mkdir()
     Image.fromarray(_random_image(20, 30)).save(images / "a.png")
@@ -504,5 +504,5 @@ def test_cli_refuses_bad_options_in_one_line(checkpoint, tmp_path, capsys, args,
             ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), *args]
         )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and message in err[0]
+    assert code == 2 and len(err) == 1 and message in err[0]
     assert not out.exists()

@@ -219,7 +219,7 @@ def test_collect_and_errors(tmp_path, runs, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no run folders"):
         collect_run_dirs([tmp_path / "empty"])
-    assert main(["compare", str(tmp_path / "nope")]) == 1
+    assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err
 
 

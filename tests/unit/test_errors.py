@@ -74,7 +74,7 @@ def test_make_config_raises_config_error_naming_the_parameter():
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--resume", "{missing}"], 1, "it holds no config.json"),
+        (["--resume", "{missing}"], 2, "it holds no config.json"),
         (["--resume", "{run}", "-p", "lr", "0.1"], 2, "--resume continues a run with its recorded"),
     ],
 )

@@ -55,8 +55,9 @@ def test_crack_fraction_of_the_training_masks(tmp_path):
 
 
 def test_the_prior_is_a_named_deviation_on_by_default_off_in_the_seed_presets():
-    assert set(deviations(make_config())) == {"seg_prior_init"}
-    assert set(deviations(make_config(preset="cfd"))) == {"seg_prior_init"}
+    assert "seg_prior_init" in deviations(make_config())
+    assert "seg_prior_init" in deviations(make_config(preset="cfd"))
+    assert deviations(make_config(preset="crack500")) == {}
     for preset in ("crack500", "synthetic"):
-        assert deviations(make_config(preset=preset)) == {}
+        assert "seg_prior_init" not in deviations(make_config(preset=preset))
         assert make_config(preset=preset).seg_prior_init is False

@@ -17,14 +17,13 @@ The toy set has 128x256 (HxW) images cut into 64x128 tiles, a 2x2 grid per image
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from crackkit.data.cfd import add_cli_arguments, main_from_args
+from crackkit.cli import main as cli_main
 from crackkit.data.folder import DatasetError, read_image, read_mask, scan_split, write_sample
 from crackkit.data.tiles import (
     check_tile,
@@ -242,7 +241,8 @@ def test_destination_inside_or_equal_to_the_source_refused(toy):
 
 
 def _cli(argv: list[str]) -> int:
-    return main_from_args(add_cli_arguments(argparse.ArgumentParser()).parse_args(argv))
+    """``crackkit data cfd ARGV``: its exit status, errors printed in one line."""
+    return cli_main(["data", "cfd", *argv])
 
 
 def test_cli_tiles_reuse_an_existing_cfd_import(tmp_path, capsys):
@@ -261,13 +261,13 @@ def test_cli_tiles_reuse_an_existing_cfd_import(tmp_path, capsys):
     assert json.loads((dest / "dataset.json").read_text())["license"] == LICENSE
     assert _cli(argv) == 0  # the same tiling again: kept
     assert "already holds this tiling" in capsys.readouterr().out
-    assert _cli([*argv, "--tile-margin", "2"]) == 1  # another tiling needs --overwrite
+    assert _cli([*argv, "--tile-margin", "2"]) == 2  # another tiling needs --overwrite
     assert "already exists" in capsys.readouterr().err
-    assert _cli([*argv, "--crack-values", "2"]) == 1
+    assert _cli([*argv, "--crack-values", "2"]) == 2
     assert "imported with crack values [2, 4], not [2]" in capsys.readouterr().err
-    assert _cli(["--root", str(root), "--tiles", "64", "64"]) == 1
+    assert _cli(["--root", str(root), "--tiles", "64", "64"]) == 2
     assert "tile 64x64" in capsys.readouterr().err
-    assert _cli(["--root", str(root), "--tile-margin", "4"]) == 1
+    assert _cli(["--root", str(root), "--tile-margin", "4"]) == 2
     assert "--tile-margin needs --tiles" in capsys.readouterr().err
-    assert _cli(["--root", str(root), "--tiles", "64", "128", "--tile-margin", "-1"]) == 1
+    assert _cli(["--root", str(root), "--tiles", "64", "128", "--tile-margin", "-1"]) == 2
     assert "margin -1" in capsys.readouterr().err
