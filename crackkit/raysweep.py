@@ -56,11 +56,6 @@ from crackkit.sweep import (
     threads_per_run,
 )
 
-try:
-    from ray.tune import Callback as _TuneCallback
-except ImportError:  # crackkit[ray] not installed: RayEngine says so
-    _TuneCallback = object
-
 __all__ = ["RAY_MISSING", "EARLY_STOPPING", "Asha", "RayEngine", "import_ray"]
 
 RAY_MISSING = (
@@ -68,6 +63,8 @@ RAY_MISSING = (
     "(or pip install 'ray[tune]')"
 )
 EARLY_STOPPING = ("asha",)
+#: Ray's switch for its single-machine mode ("0": every service on 127.0.0.1).
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: The score early stopping compares: a history.csv column, higher is better.
 METRIC = "val_f1_2px"
 
@@ -192,6 +189,10 @@ class RayEngine:
         early_stop: Asha | None = None,
         poll_s: float = 1.0,
     ) -> None:
+        if address is None and "ray" not in sys.modules:
+            # The sweep's own Ray instance serves this machine only: Ray's single-machine mode
+            # (read when Ray is imported) keeps all its services on 127.0.0.1.
+            os.environ.setdefault(LOOPBACK_ONLY, "0")
         import_ray()
         if jobs is not None and jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {jobs}")
@@ -260,8 +261,7 @@ class RayEngine:
         if self.address:
             ray.init(address=self.address, **options)
         else:
-            # a sweep's own instance serves this machine only: its services listen on loopback
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **options)
+            ray.init(include_dashboard=False, **options)
         try:
             yield ray
         finally:
@@ -321,7 +321,7 @@ class RayEngine:
                 reduction_factor=self.early_stop.reduction_factor,
                 stop_last_trials=False,
             )
-        callback = _BookCallback({r.name: r for r in runs}, book, self.early_stop)
+        callback = _book_callback({r.name: r for r in runs}, book, self.early_stop)
         tuner = tune.Tuner(
             trainable,
             param_space={"run": tune.grid_search([r.name for r in runs])},
@@ -391,63 +391,72 @@ def _sigterm_as_tune_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-class _BookCallback(_TuneCallback):
-    """A Tune callback in the sweep's driver: trial events to the sweep's book.
+def _book_callback(runs: dict[str, PlannedRun], book: SweepBook, asha: Asha | None) -> Any:
+    """A Tune callback in the sweep's driver, reporting trial events to the sweep's book.
 
-    Tune pickles its callbacks with the experiment's state (for ``Tuner.restore``, which the
-    sweep does not use: it continues from its run folders), so the pickled copy is left empty.
+    Defined here, once Ray is imported: this module imports Ray only when a sweep uses it.
     """
+    from ray import tune
 
-    def __init__(self, runs: dict[str, PlannedRun], book: SweepBook, asha: Asha | None) -> None:
-        self.runs, self.book, self.asha = runs, book, asha
-        self.children: dict[str, tuple[str, int]] = {}
-        self.returncodes: dict[str, int] = {}
+    class BookCallback(tune.Callback):
+        """A Tune callback in the sweep's driver: trial events to the sweep's book.
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
+        Tune pickles its callbacks with the experiment's state (for ``Tuner.restore``, which the
+        sweep does not use: it continues from its run folders), so the pickled copy is left empty.
+        """
 
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        run = self.runs[trial.config["run"]]
-        if "child_pid" in result:
-            run.node, run.gpus = result["child_node"], result["cuda_visible_devices"]
-            run.threads = result["threads"]
-            self.children[run.name] = (run.node, int(result["child_pid"]))
-            self.book.started(run)
-        if "returncode" in result:
-            self.returncodes[run.name] = int(result["returncode"])
-        if METRIC in result and result.get("done") and self.asha is not None:
-            self.book.stopped_early(
-                run,
-                {
-                    "by": "ASHA",
-                    "epoch": int(result["epoch"]),
-                    "metric": METRIC,
-                    "value": float(result[METRIC]),
-                    "grace_period": self.asha.grace_period,
-                    "reduction_factor": self.asha.reduction_factor,
-                },
-            )
+        def __init__(self, runs: dict[str, PlannedRun], book: SweepBook, asha: Asha | None) -> None:
+            self.runs, self.book, self.asha = runs, book, asha
+            self.children: dict[str, tuple[str, int]] = {}
+            self.returncodes: dict[str, int] = {}
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._ended(trial)
+        def __getstate__(self) -> dict[str, Any]:
+            return {}
 
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._ended(trial, default=-1)
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            run = self.runs[trial.config["run"]]
+            if "child_pid" in result:
+                run.node, run.gpus = result["child_node"], result["cuda_visible_devices"]
+                run.threads = result["threads"]
+                self.children[run.name] = (run.node, int(result["child_pid"]))
+                self.book.started(run)
+            if "returncode" in result:
+                self.returncodes[run.name] = int(result["returncode"])
+            if METRIC in result and result.get("done") and self.asha is not None:
+                self.book.stopped_early(
+                    run,
+                    {
+                        "by": "ASHA",
+                        "epoch": int(result["epoch"]),
+                        "metric": METRIC,
+                        "value": float(result[METRIC]),
+                        "grace_period": self.asha.grace_period,
+                        "reduction_factor": self.asha.reduction_factor,
+                    },
+                )
 
-    def _ended(self, trial: Any, default: int | None = None) -> None:
-        run = self.runs[trial.config["run"]]
-        self.children.pop(run.name, None)
-        self.book.ended(run, self.returncodes.get(run.name, default))
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self._ended(trial)
 
-    def wait_for_children(self, timeout_s: float = 30.0) -> None:
-        """Wait until the stopped trials' children on this machine have ended, so that the same
-        sweep started again finds their folders at rest."""
-        here = platform.node()
-        pids = [pid for node, pid in self.children.values() if node == here]
-        deadline = time.monotonic() + timeout_s
-        while pids and time.monotonic() < deadline:
-            pids = [pid for pid in pids if _alive(pid)]
-            time.sleep(0.2)
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._ended(trial, default=-1)
+
+        def _ended(self, trial: Any, default: int | None = None) -> None:
+            run = self.runs[trial.config["run"]]
+            self.children.pop(run.name, None)
+            self.book.ended(run, self.returncodes.get(run.name, default))
+
+        def wait_for_children(self, timeout_s: float = 30.0) -> None:
+            """Wait until the stopped trials' children on this machine have ended, so that the same
+            sweep started again finds their folders at rest."""
+            here = platform.node()
+            pids = [pid for node, pid in self.children.values() if node == here]
+            deadline = time.monotonic() + timeout_s
+            while pids and time.monotonic() < deadline:
+                pids = [pid for pid in pids if _alive(pid)]
+                time.sleep(0.2)
+
+    return BookCallback(runs, book, asha)
 
 
 def _alive(pid: int) -> bool:

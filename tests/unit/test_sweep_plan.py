@@ -499,3 +499,17 @@ def test_cli_says_when_ray_is_missing(tmp_path, monkeypatch, capsys):
         "pip install 'crackkit[ray]' (or pip install 'ray[tune]')\n"
     )
     assert not parent.exists()
+
+
+def test_ray_is_an_extra_that_the_tests_install():
+    """crackkit[ray] is Ray Tune; the test extra (make test, CI) has it too, so CI runs the Ray
+    engine's tests."""
+    import tomllib
+
+    from crackkit.paths import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras["ray"] == ["ray[tune]==2.58.0"]
+    assert set(extras["ray"]) <= set(extras["test"])
