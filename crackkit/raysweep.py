@@ -446,28 +446,38 @@ def _book_callback(runs: dict[str, PlannedRun], book: SweepBook, asha: Asha | No
             self.children.pop(run.name, None)
             self.book.ended(run, self.returncodes.get(run.name, default))
 
-        def wait_for_children(self, timeout_s: float = 30.0) -> None:
-            """Wait until the stopped trials' children on this machine have ended, so that the same
+        def wait_for_children(self, grace_s: float = 20.0) -> None:
+            """Wait until the stopped trials' children on this machine have ended (SIGTERM, then
+            SIGKILL, to those still running ``grace_s`` after their SIGINT), so that the same
             sweep started again finds their folders at rest."""
             here = platform.node()
-            pids = [pid for node, pid in self.children.values() if node == here]
-            deadline = time.monotonic() + timeout_s
-            while pids and time.monotonic() < deadline:
-                pids = [pid for pid in pids if _alive(pid)]
-                time.sleep(0.2)
+            left = {
+                pid: str(self.runs[name].run_dir)
+                for name, (node, pid) in self.children.items()
+                if node == here
+            }
+            for sig, wait_s in ((None, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                left = {pid: mark for pid, mark in left.items() if _running(pid, mark)}
+                if sig is not None:
+                    for pid in left:
+                        with contextlib.suppress(OSError):
+                            os.kill(pid, sig)
+                deadline = time.monotonic() + wait_s
+                while left and time.monotonic() < deadline:
+                    left = {pid: mark for pid, mark in left.items() if _running(pid, mark)}
+                    time.sleep(0.2)
 
     return BookCallback(runs, book, asha)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def _running(pid: int, marker: str) -> bool:
+    """Process ``pid`` is alive (no zombie) and its command line holds ``marker`` (its run
+    folder): a process id taken since by another process is never signalled."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
+            if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return marker.encode() in fh.read()
     except OSError:
-        return True
+        return False

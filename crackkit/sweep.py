@@ -550,7 +550,7 @@ class SweepBook:
                 run.duration_s, run.returncode = before.get("duration_s"), before.get("returncode")
                 run.threads, run.gpus = before.get("threads"), before.get("cuda_visible_devices")
                 run.node = before.get("node")
-                run.stopped = before.get("stopped") or _read_stopped(run.run_dir)
+                run.stopped = _read_stopped(run.run_dir) if run.action == "stopped" else None
                 kind = "finished" if run.action == "skip" else "stopped early before"
                 self.echo(f"[sweep] skipped ({kind}): {run.name}")
         self.todo = [r for r in self.sweep.runs if r.action not in ("skip", "stopped")]

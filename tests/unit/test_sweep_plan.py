@@ -513,3 +513,37 @@ def test_ray_is_an_extra_that_the_tests_install():
     ]
     assert extras["ray"] == ["ray[tune]==2.58.0"]
     assert set(extras["ray"]) <= set(extras["test"])
+
+
+def test_ray_engine_checks_early_stopping_before_anything_runs(tmp_path):
+    """ASHA needs validation scores and an epoch before the last to stop at; a refused sweep
+    writes nothing (no Ray is started: the checks come first)."""
+    from crackkit.raysweep import Asha, RayEngine
+
+    engine = RayEngine("127.0.0.1:1", early_stop=Asha(grace_period=2, reduction_factor=2))
+    sweep = plan_sweep(tmp_path / "sw", {"lr": [0.1, 0.2]}, [0], preset="tiny")  # epochs 2
+    with pytest.raises(ConfigError, match="--grace-period 2: give an epoch from 1 to 1"):
+        run_sweep(sweep, engine=engine)
+    sweep = plan_sweep(tmp_path / "sw", {"lr": [0.1, 0.2]}, [0], fixed={"validate": False})
+    with pytest.raises(ConfigError, match="these runs have validate=False: lr=0.1-seed0"):
+        run_sweep(sweep, engine=RayEngine("127.0.0.1:1", early_stop=Asha()))
+    assert not (tmp_path / "sw").exists()
+    for bad in ({"reduction_factor": 1}, {"grace_period": 0}):
+        with pytest.raises(ConfigError, match="must be at least"):
+            Asha(**bad)
+
+
+def test_history_scores_are_the_validation_epochs_before_the_last(tmp_path):
+    """What a trial reports to ASHA: (epoch, val_f1_2px) of each validated epoch but the last."""
+    from crackkit.files import write_csv
+    from crackkit.raysweep import _history_scores
+
+    rows = [
+        {"epoch": 1, "loss": 0.9, "val_f1_2px": 0.25},
+        {"epoch": 2, "loss": 0.8, "val_f1_2px": None},
+        {"epoch": 3, "loss": 0.7, "val_f1_2px": 0.5},
+        {"epoch": 4, "loss": 0.6, "val_f1_2px": 0.75},
+    ]
+    write_csv(tmp_path / "history.csv", rows)
+    assert _history_scores(tmp_path, epochs=4) == [(1, 0.25), (3, 0.5)]
+    assert _history_scores(tmp_path / "missing", epochs=4) == []
