@@ -189,10 +189,13 @@ class RayEngine:
         early_stop: Asha | None = None,
         poll_s: float = 1.0,
     ) -> None:
-        if address is None and "ray" not in sys.modules:
+        if address is None:
             # The sweep's own Ray instance serves this machine only: Ray's single-machine mode
-            # (read when Ray is imported) keeps all its services on 127.0.0.1.
-            os.environ.setdefault(LOOPBACK_ONLY, "0")
+            # (read when Ray is first imported) keeps all its services on 127.0.0.1, and it
+            # sends no usage statistics (set RAY_USAGE_STATS_ENABLED=1 to send them).
+            if "ray" not in sys.modules:
+                os.environ.setdefault(LOOPBACK_ONLY, "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import_ray()
         if jobs is not None and jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {jobs}")

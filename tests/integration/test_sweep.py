@@ -154,7 +154,7 @@ def test_compare_notebook_on_the_sweep(swept, tmp_path):
 # The Ray engine. Both Ray tests run `crackkit sweep --engine ray` as a child process: its own Ray
 # driver, as on the command line. Ray's single-machine mode keeps every Ray service on 127.0.0.1.
 
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 TABLES = ("Decision", "Dice and IoU", "2 pixel distance")
 
 
