@@ -7,7 +7,8 @@ from a layer above, and no imports go round in a circle, including the lazy ones
 Layers, from the top down:
 
     4 interface      cli notebook
-    3 orchestration  run report pipeline predict apply export compare sweep launch batch
+    3 orchestration  run report pipeline predict apply export compare launch batch
+    3 orchestration  search sweep raysweep
     2 engine         runtime losses checkpoint warmstart inference tiling evaluate train
     1 parts          fftconv ema model metrics data distributed geometry original_log
     0 ground         specs paths files config
@@ -22,7 +23,8 @@ Layers, from the top down:
   form, evaluation of a split, the training loop.
 - **orchestration**: the :class:`crackkit.run.Run` that owns a run folder, the pipeline's
   steps, reports, a trained model applied to images of any size and to folders of photos, ONNX
-  export, comparisons, sweeps, the torchrun launcher, and the papermill batch driver.
+  export, comparisons, search spaces and sweeps (here or on a Ray cluster), the torchrun
+  launcher, and the papermill batch driver.
 - **interface**: the ``crackkit`` command and the notebooks' parameter guard.
 
 ``docs/ARCHITECTURE.md`` follows one parameter through these layers.

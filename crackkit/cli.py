@@ -5,7 +5,8 @@
 ``crackkit data``  downloads and imports a real data set (CRACK500, CrackForest).
 ``crackkit predict`` applies a trained run to a folder of images.
 ``crackkit export`` writes a trained run as one ONNX file (``pip install 'crackkit[onnx]'``).
-``crackkit sweep``  runs every combination of parameter values and seeds, one run folder each.
+``crackkit sweep``  runs every combination of parameter values and seeds, one run folder each,
+                   here or on a Ray cluster (``--engine ray``).
 ``crackkit compare`` writes COMPARE.md: finished runs side by side, mean ± std over seeds.
 ``crackkit checkpoint convert --trust FILE`` rewrites a checkpoint you trust that needs more than
                    tensors to load (an earlier crackkit's last.pt).
@@ -187,19 +188,58 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from crackkit.sweep import describe_plan, parse_grid, parse_seeds, plan_sweep, run_sweep
+    from crackkit.search import parse_space
+    from crackkit.sweep import (
+        LocalEngine,
+        describe_plan,
+        parse_grid,
+        parse_seeds,
+        plan_sweep,
+        run_sweep,
+    )
 
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.engine == "local":
+        for option, value in (("--address", args.address), ("--early-stop", args.early_stop)):
+            if value is not None:
+                raise ConfigError(f"{option} needs --engine ray")
+        engine = LocalEngine(
+            args.jobs, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run
+        )
+    else:
+        from crackkit.raysweep import Asha, RayEngine
+
+        asha = None
+        if args.early_stop is not None:
+            asha = Asha(args.grace_period or 1, args.reduction_factor or 4)
+        engine = RayEngine(
+            args.address,
+            jobs=args.jobs,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            early_stop=asha,
+        )
+    if args.early_stop is None and (args.grace_period or args.reduction_factor):
+        raise ConfigError("--grace-period and --reduction-factor set --early-stop asha")
     grid = parse_grid(args.param)
+    space = parse_space(args.sample)
     fixed = {"dataset": args.dataset} if args.dataset else {}
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    sweep = plan_sweep(args.run_dir, grid, seeds, preset=args.preset, fixed=fixed)
+    sweep = plan_sweep(
+        args.run_dir,
+        grid,
+        seeds,
+        preset=args.preset,
+        fixed=fixed,
+        space=space,
+        num_samples=args.num_samples,
+        search_seed=args.search_seed,
+        keep_stopped=args.early_stop is not None,
+    )
     print(describe_plan(sweep), flush=True)
     if args.dry_run:
         return 0
     try:
-        result = run_sweep(sweep, jobs=args.jobs, echo=lambda line: print(line, flush=True))
+        result = run_sweep(sweep, engine=engine, echo=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         print("[sweep] interrupted; run the same command again to continue", file=sys.stderr)
         return 130
@@ -402,7 +442,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="N: seeds 0..N-1; or a comma-separated list: 0,5,7 (7, is the single seed 7); "
         "default: the configuration's seed",
     )
-    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    sweep.add_argument(
+        "--sample",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "DIST"),
+        help="draw a run parameter at random (repeatable): uniform:LOW:HIGH, "
+        "loguniform:LOW:HIGH or randint:LOW:HIGH, e.g. --sample lr loguniform:1e-5:1e-2",
+    )
+    sweep.add_argument(
+        "--num-samples", type=int, default=1, help="points drawn from --sample (default 1)"
+    )
+    sweep.add_argument(
+        "--search-seed", type=int, default=0, help="seed of the --sample draws (default 0)"
+    )
+    sweep.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: child processes on this machine (default); ray: Ray Tune trials on a Ray "
+        "cluster (pip install 'crackkit[ray]')",
+    )
+    sweep.add_argument(
+        "--address",
+        help="with --engine ray: the Ray cluster to join (HOST:PORT of its head, or auto); "
+        "default: a local Ray instance for this sweep",
+    )
+    sweep.add_argument(
+        "--jobs",
+        type=int,
+        help="runs at a time (local default 1; ray default: as many as the resources allow)",
+    )
+    sweep.add_argument(
+        "--cpus-per-run",
+        type=int,
+        help="CPU threads of each run (and the CPUs Ray reserves for it); default: this "
+        "machine's cores / --jobs, or 1 on Ray without --jobs",
+    )
+    sweep.add_argument(
+        "--gpus-per-run",
+        type=int,
+        help="GPUs of each run, given round-robin (local) or by Ray; default 1 where there are "
+        "GPUs, else 0",
+    )
+    sweep.add_argument(
+        "--early-stop",
+        choices=["asha"],
+        help="with --engine ray: stop runs whose validation 2px F1 falls behind (Ray Tune's ASHA)",
+    )
+    sweep.add_argument(
+        "--grace-period", type=int, help="ASHA: epochs before a run may be stopped (default 1)"
+    )
+    sweep.add_argument(
+        "--reduction-factor",
+        type=int,
+        help="ASHA: 1 in this many runs goes on at each comparison (default 4)",
+    )
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
     sweep.set_defaults(func=_cmd_sweep)
 

@@ -17,6 +17,8 @@ and writes a Markdown file with
 - a table per run, with where its thresholds come from (``protocol.thresholds``), and overlaid
   loss and score curves (``<stem>_loss.png``, ``<stem>_val_f1_2px.png`` ... next to the
   Markdown file, ``<stem>`` being its lower-cased name: ``compare_loss.png``);
+- the runs a sweep's early stopping ended (``stopped.json``, no ``metrics.json``), listed apart
+  with the epoch and validation score they were stopped at, never in the tables' means;
 - the folders that hold no finished run, listed as unfinished.
 """
 
@@ -121,6 +123,7 @@ class RunRecord:
     metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
+    stopped: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -193,7 +196,10 @@ def load_run(path: str | Path) -> RunRecord:
     rec.config = run.cfg
     metrics_path = rec.path / RUN_FILES["metrics"]
     if not metrics_path.is_file():
-        if (rec.path / RUN_FILES["checkpoints"] / "last.pt").is_file():
+        rec.stopped = _read_stopped(rec.path)
+        if rec.stopped is not None:
+            rec.problem = f"stopped early by {rec.stopped.get('by', 'a sweep')}"
+        elif (rec.path / RUN_FILES["checkpoints"] / "last.pt").is_file():
             rec.problem = (
                 f"no {RUN_FILES['metrics']}; has checkpoints/last.pt (continue it with "
                 f"`crackkit run --resume {rec.path}`)"
@@ -213,6 +219,18 @@ def load_run(path: str | Path) -> RunRecord:
     except (OSError, ValueError):
         rec.history = []
     return rec
+
+
+def _read_stopped(path: Path) -> dict[str, Any] | None:
+    """The run's ``stopped.json`` (why early stopping ended it), or None."""
+    stopped = path / RUN_FILES["stopped"]
+    if not stopped.is_file():
+        return None
+    try:
+        data = json.loads(stopped.read_text())
+    except (OSError, ValueError):
+        data = None
+    return data if isinstance(data, dict) else {"by": "a sweep (unreadable stopped.json)"}
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
@@ -236,6 +254,8 @@ def _mean_std_text(values: Sequence[float | None], n: int) -> str:
 
 
 def _param_text(v: Any) -> str:
+    if v is None:
+        return "all"
     if isinstance(v, float):
         return f"{v:g}"
     return "all" if v is None else str(v)
@@ -483,6 +503,28 @@ def _per_run_section(finished: Sequence[RunRecord], keys: Sequence[str], base: P
     return "## Per run\n\n" + markdown_table(header, rows)
 
 
+def _stopped_section(stopped: Sequence[RunRecord], keys: Sequence[str], base: Path) -> str:
+    header = ["Run"] + list(keys) + ["Seed", "Stopped after epoch", "Score", "Value", "By"]
+    rows = []
+    for rec in stopped:
+        info = rec.stopped or {}
+        value = info.get("value")
+        rows.append(
+            [f"`{_rel(rec.path, base)}`"]
+            + [_param_text(getattr(rec.config, k)) for k in keys]
+            + [str(rec.config.seed), str(info.get("epoch", "n/a"))]
+            + [str(info.get("metric", "n/a"))]
+            + [_fmt(value) if isinstance(value, int | float) else "n/a"]
+            + [str(info.get("by", "n/a"))]
+        )
+    note = (
+        "Early stopping ended these runs at a validation epoch where their score was below the "
+        "scheduler's cutoff; they were not evaluated on the test split, and none of them is in "
+        "the tables' means above. The score is on the validation split."
+    )
+    return note + "\n\n" + markdown_table(header, rows)
+
+
 def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) -> Document:
     """Write the comparison of the given runs; returns it (``str()`` of it is its path).
 
@@ -501,7 +543,8 @@ def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) 
     stem = out.stem.lower()
     records = [load_run(d) for d in dirs]
     finished = [r for r in records if r.finished]
-    unfinished = [r for r in records if not r.finished]
+    stopped = [r for r in records if not r.finished and r.stopped is not None]
+    unfinished = [r for r in records if not r.finished and r.stopped is None]
     configs = [r.config for r in records if r.config is not None]
     varied = _varied_fields(configs) if configs else []
     keys = [k for k in varied if k != "seed"]
@@ -509,10 +552,11 @@ def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) 
 
     sections = [f"# Comparison of {len(records)} runs"]
     intro = (
-        f"{len(finished)} finished run(s) in {len(groups)} group(s), {len(unfinished)} "
-        "unfinished. Runs that differ only by their seed form one row: mean ± sample standard "
-        "deviation (n - 1 denominator) over the seeds; n is the number of runs. The best mean of "
-        "each metric column is in bold."
+        f"{len(finished)} finished run(s) in {len(groups)} group(s), "
+        + (f"{len(stopped)} stopped early, " if stopped else "")
+        + f"{len(unfinished)} unfinished. Runs that differ only by their seed form one row: "
+        "mean ± sample standard deviation (n - 1 denominator) over the seeds; n is the number "
+        "of runs. The best mean of each metric column is in bold."
     )
     splits = sorted({str((r.metrics or {}).get("split", "test")) for r in finished})
     if splits:
@@ -549,6 +593,8 @@ def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) 
         if plots:
             sections.append("## Curves")
             sections.append("\n\n".join(f"![{title}]({_rel(p, out.parent)})" for title, p in plots))
+    if stopped:
+        sections += ["## Stopped early", _stopped_section(stopped, keys, out.parent)]
     if unfinished:
         sections += [
             "## Unfinished runs",

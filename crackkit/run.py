@@ -13,6 +13,7 @@ Layout of a run folder (:data:`RUN_FILES`)::
     init_weights.json    the starting weights of a warm start (init_weights): file, SHA-256, kind
     history.csv          one row per epoch
     metrics.json         final evaluation
+    stopped.json         why a sweep's early stopping ended the run, when it did (no metrics)
     run.log              the run's log (the seed's "Output")
     checkpoints/         last.pt, best.pt (config inside)
     plots/               loss.png, loss_dec.png, loss_seg.png, loss_val.png, scores.png, ...
@@ -89,6 +90,7 @@ RUN_FILES = {
     "init_weights": "init_weights.json",
     "history": "history.csv",
     "metrics": "metrics.json",
+    "stopped": "stopped.json",
     "log": "run.log",
     "report": "REPORT.md",
     "checkpoints": "checkpoints",
@@ -360,6 +362,9 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "host": platform.node(),
         "numpy": numpy.__version__,
         "cuda_available": torch.cuda.is_available(),
         "device": device,

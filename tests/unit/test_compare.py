@@ -239,3 +239,30 @@ def test_parse_run_dirs():
     assert parse_run_dirs(["a", "b"]) == ["a", "b"]
     with pytest.raises(ConfigError, match="run_dirs"):
         parse_run_dirs(5)
+
+
+def test_stopped_run_is_labelled_and_kept_out_of_the_means(runs):
+    """A run early stopping ended is listed under 'Stopped early' with its epoch and score; the
+    group it belongs to keeps the mean ± std of its finished runs only."""
+    stopped = write_run(
+        runs / "lr=0.001-seed3", f1=0, f1_2px=0, dice=0, lr=0.001, seed=3, finished=False
+    )
+    record = {"by": "ASHA", "epoch": 1, "metric": "val_f1_2px", "value": 0.123456}
+    (stopped / "stopped.json").write_text(json.dumps(record))
+    text = compare_runs([runs]).read_text()
+    assert text.startswith(
+        "# Comparison of 7 runs\n\n5 finished run(s) in 2 group(s), 1 stopped early, 1 unfinished"
+    )
+    note, table = text.split("## Stopped early\n\n")[1].split("\n\n")[:2]
+    assert (
+        "not evaluated on the test split" in note and "none of them is in the tables' means" in note
+    )
+    header, row = table.splitlines()[0], _row(table, "`lr=0.001-seed3`")
+    assert header == "| Run | lr | Seed | Stopped after epoch | Score | Value | By |"
+    assert row == ["`lr=0.001-seed3`", "0.001", "3", "1", "val_f1_2px", "0.1235", "ASHA"]
+    f1_hi = [NUMBERS[(0.001, s)][0] for s in range(3)]
+    assert _row(_section(text, "Decision"), "0.001")[1:3] == ["0, 1, 2", "3"]
+    assert _row(_section(text, "Decision"), "0.001")[5] == f"**{_oracle(f1_hi)}**"
+    assert "lr=0.001-seed3" not in _section(text, "Per run")
+    assert "lr=0.001-seed3" not in _section(text, "Unfinished runs")
+    assert load_run(stopped).stopped == record and not load_run(stopped).finished

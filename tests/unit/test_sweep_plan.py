@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 
 from crackkit.cli import build_parser, main
-from crackkit.config import ConfigError, make_config, save_config
+from crackkit.config import ConfigError, coerce_value, make_config, save_config
 from crackkit.run import RunDirError, config_from_arguments
+from crackkit.search import draw_points, parse_space
 from crackkit.sweep import (
+    LocalEngine,
+    SweepBook,
+    describe_plan,
     expand_grid,
     parse_grid,
     parse_seeds,
@@ -17,6 +23,9 @@ from crackkit.sweep import (
     run_command,
     run_name,
     run_sweep,
+    threads_per_run,
+    value_text,
+    visible_gpus,
 )
 
 
@@ -274,3 +283,267 @@ def test_cli_interrupt_exits_130(tmp_path, monkeypatch, capsys):
     code = main(["sweep", "--preset", "tiny", "--run-dir", str(tmp_path / "sw")])
     assert code == 130
     assert "run the same command again" in capsys.readouterr().err
+
+
+# Search spaces, value texts, engines
+
+
+def test_plan_combines_grid_points_and_seeds(tmp_path):
+    """2 grid values x 3 drawn points x 2 seeds = 12 runs; each name holds its drawn value."""
+    space = parse_space([("lr", "loguniform:1e-5:1e-2")])
+    sweep = plan_sweep(
+        tmp_path / "sw", {"dilate": [1, 3]}, [0, 1], preset="tiny", space=space, num_samples=3
+    )
+    assert len(sweep.runs) == 12 and sweep.points == draw_points(space, 3, 0)
+    lrs = [p["lr"] for p in sweep.points]
+    assert [r.name for r in sweep.runs[:3]] == [
+        f"dilate=1-lr={lrs[0]!r}-seed0",
+        f"dilate=1-lr={lrs[0]!r}-seed1",
+        f"dilate=1-lr={lrs[1]!r}-seed0",
+    ]
+    assert {(r.config.dilate, r.config.lr, r.seed) for r in sweep.runs} == {
+        (d, lr, s) for d in (1, 3) for lr in lrs for s in (0, 1)
+    }
+    with pytest.raises(ConfigError, match="'lr' given twice"):
+        plan_sweep(tmp_path / "sw", {"lr": [0.1, 0.2]}, [0], preset="tiny", space=space)
+
+
+def test_sweep_json_records_the_search(tmp_path):
+    """sweep.json keeps the space, the seed and the drawn points, so a restart draws the same."""
+    space = parse_space([("lr", "loguniform:1e-5:1e-2")])
+    sweep = plan_sweep(tmp_path / "sw", None, [0], preset="tiny", space=space, num_samples=2)
+    run_sweep(sweep, runner=_fake_runner(set()), compare=False, echo=lambda line: None)
+    record = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert record["search"] == {
+        "space": {"lr": "loguniform:1e-05:0.01"},
+        "num_samples": 2,
+        "search_seed": 0,
+        "points": sweep.points,
+    }
+    again = plan_sweep(tmp_path / "sw", None, [0], preset="tiny", space=space, num_samples=3)
+    assert [r.action for r in again.runs] == ["skip", "skip", "start"]
+
+
+@pytest.mark.parametrize("preset", [None, "tiny", "crack500"])
+def test_value_text_round_trips_every_field(preset):
+    """Every value a sweep writes on a child's command line reads back as itself."""
+    cfg = make_config(preset=preset)
+    for name, value in cfg.to_dict().items():
+        assert coerce_value(name, value_text(value)) == value, name
+    assert value_text(None) == "all" and value_text(0.1) == "0.1" and value_text(True) == "True"
+
+
+def test_stopped_runs_are_kept_when_the_sweep_stops_early(tmp_path):
+    """A folder with stopped.json is kept ('stopped') by a sweep that stops early, resumed by
+    one that does not; starting the early-stopping sweep again reports it and runs nothing."""
+    parent = tmp_path / "sw"
+    first = plan_sweep(parent, {"lr": [0.1, 0.2]}, [0], preset="tiny")
+    run = first.runs[0]
+    _finished(run.run_dir, run.config, metrics=False)
+    (run.run_dir / "stopped.json").write_text('{"by": "ASHA", "epoch": 1}')
+    keep = plan_sweep(parent, {"lr": [0.1, 0.2]}, [0], preset="tiny", keep_stopped=True)
+    assert [r.action for r in keep.runs] == ["stopped", "start"]
+    assert "1 stopped early (kept)" in describe_plan(keep)
+    resume = plan_sweep(parent, {"lr": [0.1, 0.2]}, [0], preset="tiny")
+    assert [r.action for r in resume.runs] == ["resume", "start"]
+    lines = []
+    result = run_sweep(keep, runner=_fake_runner(set()), compare=False, echo=lines.append)
+    assert [r.name for r in result.stopped] == ["lr=0.1-seed0"] and result.exit_code == 0
+    assert "[sweep] skipped (stopped early before): lr=0.1-seed0" in lines
+    assert lines[-1] == "[sweep] done: 1 finished, 0 skipped, 0 failed, 1 stopped early"
+    record = json.loads((parent / "sweep.json").read_text())
+    assert record["runs"][0]["status"] == "stopped"
+    assert record["runs"][0]["stopped"] == {"by": "ASHA", "epoch": 1}
+
+
+def test_book_records_an_early_stop(tmp_path):
+    """stopped_early writes RUN/stopped.json and the run's status; ended keeps it 'stopped'."""
+    sweep = plan_sweep(tmp_path / "sw", {"lr": [0.1, 0.2]}, [0], preset="tiny")
+    sweep.parent.mkdir()
+    book = SweepBook(sweep, {"name": "test"}, echo=lambda line: None)
+    run = book.begin()[0]
+    run.run_dir.mkdir()
+    book.started(run)
+    book.stopped_early(run, {"by": "ASHA", "epoch": 2, "metric": "val_f1_2px", "value": 0.25})
+    book.ended(run, -2)
+    written = json.loads((run.run_dir / "stopped.json").read_text())
+    assert written["epoch"] == 2 and written["value"] == 0.25 and "time" in written
+    assert run.status == "stopped" and run.returncode == -2
+    assert book.close()["stopped"] == 1
+
+
+def test_threads_per_run():
+    """--cpus-per-run wins; else the cores shared by --jobs; else (Ray without --jobs) 1."""
+    cores = os.cpu_count()
+    assert threads_per_run(3, 5) == 3
+    assert threads_per_run(None, 1) == cores
+    assert threads_per_run(None, cores * 4) == 1
+    assert threads_per_run(None, None) == 1
+    for bad in ((0, None), (None, 0)):
+        with pytest.raises(ConfigError, match="must be at least 1"):
+            threads_per_run(*bad)
+
+
+def test_visible_gpus(monkeypatch):
+    """CUDA_VISIBLE_DEVICES lists the GPUs when it is set; empty means none."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 5,GPU-abc")
+    assert visible_gpus() == ["3", "5", "GPU-abc"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+
+
+# A child standing in for `crackkit run`: it records what it was given and finishes its folder.
+_CHILD = (
+    "import json, os, pathlib, sys, time\n"
+    "d = pathlib.Path(sys.argv[1]); d.mkdir(parents=True, exist_ok=True)\n"
+    "t0 = time.time(); time.sleep(float(sys.argv[2]))\n"
+    "keys = ('CUDA_VISIBLE_DEVICES', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'CRACKKIT_MARK')\n"
+    "env = {k: os.environ.get(k) for k in keys}\n"
+    "(d / 'metrics.json').write_text(json.dumps({'env': env, 'span': [t0, time.time()]}))\n"
+)
+
+
+def _child_runs(monkeypatch, tmp_path, n, jobs, gpus, sleep_s=0.0, **engine):
+    """Run n planned runs through the local engine's real child processes; their records."""
+    import crackkit.sweep
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
+    monkeypatch.setenv("CRACKKIT_MARK", "forwarded")
+    monkeypatch.setattr(
+        crackkit.sweep,
+        "run_command",
+        lambda run: [sys.executable, "-c", _CHILD, str(run.run_dir), str(sleep_s)],
+    )
+    sweep = plan_sweep(tmp_path / "sw", {"dilate": list(range(n))}, [0], preset="tiny")
+    engine = LocalEngine(jobs, **engine)
+    result = run_sweep(sweep, engine=engine, compare=False, echo=lambda line: None)
+    assert result.exit_code == 0
+    return [json.loads((r.run_dir / "metrics.json").read_text()) for r in sweep.runs], sweep
+
+
+def test_local_engine_hands_out_gpus_round_robin(monkeypatch, tmp_path):
+    """One run at a time on GPUs 3, 5, 7: the runs get 3, 5, 7, 3, each alone, with all the
+    cores as threads; sweep.json records both."""
+    records, sweep = _child_runs(monkeypatch, tmp_path, 4, 1, "3,5,7")
+    assert [r["env"]["CUDA_VISIBLE_DEVICES"] for r in records] == ["3", "5", "7", "3"]
+    threads = str(os.cpu_count())
+    assert {(r["env"]["OMP_NUM_THREADS"], r["env"]["MKL_NUM_THREADS"]) for r in records} == {
+        (threads, threads)
+    }
+    assert {r["env"]["CRACKKIT_MARK"] for r in records} == {"forwarded"}
+    runs = json.loads((sweep.parent / "sweep.json").read_text())["runs"]
+    assert [r["cuda_visible_devices"] for r in runs] == ["3", "5", "7", "3"]
+    assert {r["threads"] for r in runs} == {os.cpu_count()}
+    log = (sweep.parent / "logs" / f"{sweep.runs[1].name}.log").read_text()
+    assert f"{threads} thread(s), CUDA_VISIBLE_DEVICES='5'" in log
+
+
+def test_local_engine_never_shares_a_gpu_while_one_is_free(monkeypatch, tmp_path):
+    """Three at a time on three GPUs: runs that overlap in time are on different GPUs."""
+    records, _ = _child_runs(monkeypatch, tmp_path, 6, 3, "0,1,2", sleep_s=1.0, cpus_per_run=1)
+    for a in records:
+        for b in records:
+            overlap = a is not b and a["span"][0] < b["span"][1] and b["span"][0] < a["span"][1]
+            if overlap:
+                assert a["env"]["CUDA_VISIBLE_DEVICES"] != b["env"]["CUDA_VISIBLE_DEVICES"]
+    assert {r["env"]["OMP_NUM_THREADS"] for r in records} == {"1"}
+    assert {r["env"]["CUDA_VISIBLE_DEVICES"] for r in records} == {"0", "1", "2"}
+
+
+def test_local_engine_without_gpus(monkeypatch, tmp_path):
+    """No visible GPU: runs get CUDA_VISIBLE_DEVICES=''; --gpus-per-run 0 hides the GPUs."""
+    records, _ = _child_runs(monkeypatch, tmp_path, 1, 1, "")
+    assert records[0]["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    records, _ = _child_runs(monkeypatch, tmp_path / "b", 1, 1, "0,1", gpus_per_run=0)
+    assert records[0]["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    records, _ = _child_runs(monkeypatch, tmp_path / "c", 2, 1, "0,1", gpus_per_run=2)
+    assert [r["env"]["CUDA_VISIBLE_DEVICES"] for r in records] == ["0,1", "0,1"]
+
+
+def test_local_engine_refuses_more_gpus_than_visible(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(ConfigError, match="--gpus-per-run 2: this machine shows 1 GPU"):
+        LocalEngine(1, gpus_per_run=2)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--address", "10.0.0.1:6379"], "--address needs --engine ray"),
+        (["--early-stop", "asha"], "--early-stop needs --engine ray"),
+        (["--engine", "ray", "--grace-period", "2"], "set --early-stop asha"),
+        (["--engine", "ray", "--early-stop", "asha", "--reduction-factor", "1"], "at least 2"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--cpus-per-run", "0"], "--cpus-per-run must be at least 1"),
+        (["--sample", "lr", "loguniform:0:1"], "log-uniform LOW must be above 0"),
+    ],
+)
+def test_cli_engine_options_are_checked(tmp_path, capsys, extra, message):
+    """Engine options that do not fit exit 2 with one line, before any folder is made."""
+    parent = tmp_path / "sw"
+    code = main(["sweep", "--preset", "tiny", "--run-dir", str(parent), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not parent.exists()
+
+
+def test_cli_says_when_ray_is_missing(tmp_path, monkeypatch, capsys):
+    """--engine ray without Ray installed: one line naming the extra to install, exit 2."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    parent = tmp_path / "sw"
+    code = main(["sweep", "--preset", "tiny", "--run-dir", str(parent), "--engine", "ray"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        "crackkit: error: --engine ray needs Ray Tune, which is not installed: "
+        "pip install 'crackkit[ray]' (or pip install 'ray[tune]')\n"
+    )
+    assert not parent.exists()
+
+
+def test_ray_is_an_extra_that_the_tests_install():
+    """crackkit[ray] is Ray Tune; the test extra (make test, CI) has it too, so CI runs the Ray
+    engine's tests."""
+    import tomllib
+
+    from crackkit.paths import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras["ray"] == ["ray[tune]==2.58.0"]
+    assert set(extras["ray"]) <= set(extras["test"])
+
+
+def test_ray_engine_checks_early_stopping_before_anything_runs(tmp_path):
+    """ASHA needs validation scores and an epoch before the last to stop at; a refused sweep
+    writes nothing (no Ray is started: the checks come first)."""
+    from crackkit.raysweep import Asha, RayEngine
+
+    engine = RayEngine("127.0.0.1:1", early_stop=Asha(grace_period=2, reduction_factor=2))
+    sweep = plan_sweep(tmp_path / "sw", {"lr": [0.1, 0.2]}, [0], preset="tiny")  # epochs 2
+    with pytest.raises(ConfigError, match="--grace-period 2: give an epoch from 1 to 1"):
+        run_sweep(sweep, engine=engine)
+    sweep = plan_sweep(tmp_path / "sw", {"lr": [0.1, 0.2]}, [0], fixed={"validate": False})
+    with pytest.raises(ConfigError, match="these runs have validate=False: lr=0.1-seed0"):
+        run_sweep(sweep, engine=RayEngine("127.0.0.1:1", early_stop=Asha()))
+    assert not (tmp_path / "sw").exists()
+    for bad in ({"reduction_factor": 1}, {"grace_period": 0}):
+        with pytest.raises(ConfigError, match="must be at least"):
+            Asha(**bad)
+
+
+def test_history_scores_are_the_validation_epochs_before_the_last(tmp_path):
+    """What a trial reports to ASHA: (epoch, val_f1_2px) of each validated epoch but the last."""
+    from crackkit.files import write_csv
+    from crackkit.raysweep import _history_scores
+
+    rows = [
+        {"epoch": 1, "loss": 0.9, "val_f1_2px": 0.25},
+        {"epoch": 2, "loss": 0.8, "val_f1_2px": None},
+        {"epoch": 3, "loss": 0.7, "val_f1_2px": 0.5},
+        {"epoch": 4, "loss": 0.6, "val_f1_2px": 0.75},
+    ]
+    write_csv(tmp_path / "history.csv", rows)
+    assert _history_scores(tmp_path, epochs=4) == [(1, 0.25), (3, 0.5)]
+    assert _history_scores(tmp_path / "missing", epochs=4) == []
