@@ -1,4 +1,4 @@
-"""The torchrun entry: ``torchrun --nproc_per_node N -m crackkit.launch --run-dir DIR ...``.
+"""The torchrun entry: ``torchrun --nproc_per_node N -m crackkit.launch --run DIR ...``.
 
 Takes the run options of ``crackkit run`` (``--preset``, ``--dataset``, ``-p NAME VALUE``,
 ``--resume``; :func:`crackkit.run.add_run_arguments`) or, with none of them, the configuration
@@ -17,6 +17,7 @@ from crackkit import distributed
 from crackkit.pipeline import evaluate_run, prepare, report_run
 from crackkit.run import Run, add_run_arguments, config_from_arguments
 from crackkit.runtime import resolve_device
+from crackkit.tensorboard import RunBoard
 from crackkit.train import train
 
 __all__ = ["main"]
@@ -25,7 +26,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crackkit.launch", description=__doc__)
     add_run_arguments(parser, run_dir_required=True)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run")
     parser.add_argument(
         "--train-only", action="store_true", help="stop after training (no evaluation, report)"
     )
@@ -44,15 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = Run.open(args.run_dir)
             prepared = prepare(cfg, None, progress=False)
             log = _quiet
-        train(
-            cfg,
-            prepared.splits,
-            run.checkpoints,
-            history_path=run.file("history"),
-            resume=args.resume,
-            progress=False,
-            log=log,
-        )
+        board = RunBoard(run) if dist_info.is_main else None
+        try:
+            train(
+                cfg,
+                prepared.splits,
+                run.checkpoints,
+                history_path=run.file("history"),
+                resume=args.resume,
+                progress=False,
+                log=log,
+                on_epoch=board.epoch if board is not None else None,
+            )
+        finally:
+            if board is not None:
+                board.close()
         distributed.barrier()
         if dist_info.is_main and not args.train_only:
             evaluate_run(run, progress=False)

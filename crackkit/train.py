@@ -246,6 +246,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    on_epoch: Callable[[dict[str, Any], dict[str, Any] | None], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``splits``; returns the chosen model and the history.
 
@@ -256,6 +257,9 @@ def train(
         splits: samples per split, as from :func:`crackkit.data.dataset.load_splits`.
         resume: continue from ``last.pt``, the end of the last complete epoch (from the start
             when no epoch was completed).
+        on_epoch: called (by the main process) after each epoch with its history row and, on a
+            validated epoch, the validation metrics (else None); e.g. a
+            :class:`crackkit.tensorboard.RunBoard`'s ``epoch``.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the last good checkpoint is kept.
@@ -374,6 +378,7 @@ def train(
             scheduler.step()
         # As the original: after the first epoch, every validation_every-th after it, the last.
         last_epoch = epoch + 1 == cfg.epochs
+        metrics = None
         if val_ds is not None and (epoch % cfg.validation_every == 0 or last_epoch) and main:
             t1 = time.perf_counter()
             metrics, _ = evaluate(
@@ -410,6 +415,8 @@ def train(
                 },
             )
             write_csv(history_path, history)
+            if on_epoch is not None:
+                on_epoch(row, metrics)
             log(_format_epoch(epoch + 1, cfg, row))
             if row.get("best"):
                 log(
@@ -462,5 +469,5 @@ def _resume_state(path: Path, cfg: RunConfig) -> dict[str, Any]:
 if __name__ == "__main__":
     raise SystemExit(
         "crackkit.train is a library module; the torchrun entry is "
-        "`torchrun --nproc_per_node N -m crackkit.launch --run-dir DIR ...`"
+        "`torchrun --nproc_per_node N -m crackkit.launch --run DIR ...`"
     )

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import re
 import shutil
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,6 +38,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from crackkit.data.folder import DatasetError
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -336,10 +338,9 @@ def _finish(part: Path, dest: Path, expected: str | None) -> Path:
             "hand and pass --archive PATH."
         )
     if expected is None:
-        print(
+        _log.warning(
             f"SHA-256 of {dest.name}: {actual} (no checksum was given, so nothing was verified; "
-            f"pin this value with --sha256 {actual})",
-            file=sys.stderr,
+            f"pin this value with --sha256 {actual})"
         )
     os.replace(part, dest)
     return dest
@@ -523,7 +524,7 @@ def store_raw(
             "pinned archive (incomplete download or another release)"
         )
     if expected is None and verbose:
-        print(f"SHA-256 of {archive.name}: {digest} (pin it with --sha256 {digest})", flush=True)
+        _log.info(f"SHA-256 of {archive.name}: {digest} (pin it with --sha256 {digest})")
     if archive.resolve().parent == raw_dir.resolve():
         return archive
     target = raw_dir / archive.name

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 
 from crackkit.data.folder import DatasetError, split_counts, visible_entries
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "check_destination",
@@ -27,9 +30,9 @@ __all__ = [
 
 
 def say(verbose: bool, message: str) -> None:
-    """Print ``message`` (flushed) when ``verbose``."""
+    """Log ``message`` (the ``crackkit`` logger, level INFO) when ``verbose``."""
     if verbose:
-        print(message, flush=True)
+        _log.info(message)
 
 
 def check_destination(final: Path, overwrite: bool, hint: str = "another folder") -> None:

@@ -414,7 +414,7 @@ def test_fetch_from_url_via_cli_helpers(tmp_path, file_server, capsys):
     )
     parser = add_cli_arguments(argparse.ArgumentParser())
     args = parser.parse_args(
-        ["--url", f"{base}/c5.tar.gz", "--root", str(tmp_path / "data"), "--no-progress"]
+        ["--url", f"{base}/c5.tar.gz", "--root", str(tmp_path / "data"), "--quiet"]
     )
     assert main_from_args(args) == 0
     raw = tmp_path / "data" / "raw" / "c5.tar.gz"

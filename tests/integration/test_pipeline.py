@@ -32,7 +32,7 @@ def finished_run(module_kit_dirs):
     base = module_kit_dirs["base"]
     run_dir = base / "runs" / "tiny"
     code = main(
-        ["run", "--preset", "tiny", "--run-dir", str(run_dir), "-p", "epochs", "2", "--quiet"]
+        ["run", "--preset", "tiny", "--run", str(run_dir), "-p", "epochs", "2", "--quiet"]
     )
     return code, run_dir
 
@@ -135,7 +135,7 @@ def test_finished_run_is_not_overwritten(finished_run, capsys):
     """A second run into the same folder is refused and leaves the report untouched."""
     _, run = finished_run
     before = (run / "REPORT.md").read_bytes()
-    code = main(["run", "--preset", "tiny", "--run-dir", str(run), "--quiet"])
+    code = main(["run", "--preset", "tiny", "--run", str(run), "--quiet"])
     assert code == 1
     assert "already holds a finished run" in capsys.readouterr().err
     assert (run / "REPORT.md").read_bytes() == before
@@ -143,7 +143,7 @@ def test_finished_run_is_not_overwritten(finished_run, capsys):
 
 def test_bad_parameter_exits_2(tmp_path, capsys):
     """An unknown -p name stops the driver before anything runs."""
-    code = main(["run", "--preset", "tiny", "--run-dir", str(tmp_path / "r"), "-p", "lrr", "1"])
+    code = main(["run", "--preset", "tiny", "--run", str(tmp_path / "r"), "-p", "lrr", "1"])
     assert code == 2
     assert "unknown parameter 'lrr'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
