@@ -147,3 +147,22 @@ def test_bad_parameter_exits_2(tmp_path, capsys):
     assert code == 2
     assert "unknown parameter 'lrr'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_run_folder_has_tensorboard_events(finished_run):
+    """RUN/tensorboard holds the per-epoch losses of history.csv, the learning rate, the
+    validation metrics, the test figures and the gallery image."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run = finished_run
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    with (run / "history.csv").open() as fh:
+        history = list(csv.DictReader(fh))
+    logged = {e.step: e.value for e in acc.Scalars("train/loss")}
+    assert logged == {int(r["epoch"]): pytest.approx(float(r["loss"])) for r in history}
+    assert len(acc.Scalars("train/lr")) == len(history)
+    assert acc.Scalars("validation/f1_2px")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert acc.Scalars("test/f1_2px")[0].value == pytest.approx(metrics["pixel_2px"]["f1"])
+    assert acc.Images("test/gallery")
