@@ -402,9 +402,14 @@ def predict_folder(
         onnx: a graph written by :func:`crackkit.export.export_onnx`, run by onnxruntime
             (:meth:`~crackkit.predict.Predictor.from_onnx`); with ``run_dir`` the results go
             under that run.
-        tile, overlap, tile_mode, context, tta, scale: the prediction options of
-            :class:`~crackkit.predict.Predictor` (:mod:`crackkit.predict` docstring): ``tile``
-            ``"auto"`` (the run's input size), ``(H, W)`` or None (every image whole).
+        tile: ``"auto"`` (tiles of the run's input size for large images), ``(H, W)`` or None
+            (every image whole); this and the five options below are the prediction options of
+            :class:`~crackkit.predict.Predictor` (:mod:`crackkit.predict` docstring).
+        overlap: pixels shared by consecutive tiles.
+        tile_mode: ``global``, ``plain`` or ``context``.
+        context: the margin a context tile drops at each side.
+        tta: average the image and its mirrors.
+        scale: resize factor applied to the photos before prediction.
         mm_per_px: the photos' pixel size in millimetres; implies ``geometry`` and adds the
             millimetre columns.
         geometry: write ``geometry.csv`` and ``<stem>_width.png`` (pixel units).

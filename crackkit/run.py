@@ -434,10 +434,15 @@ def add_run_arguments(
 
 
 def run_parameters(args: argparse.Namespace) -> dict[str, str]:
-    """The ``-p NAME VALUE`` pairs, ``--dataset`` and ``--device`` of parsed run options."""
+    """The ``-p NAME VALUE`` pairs, ``--dataset`` and ``--device`` of parsed run options.
+
+    A ``--dataset`` that names an existing folder relative to the working directory is made
+    absolute: the notebooks run in the project's folder, not in the caller's.
+    """
     params = {name: value for name, value in args.param or []}
     if args.dataset:
-        params["dataset"] = args.dataset
+        folder = Path(args.dataset).expanduser()
+        params["dataset"] = str(folder.resolve()) if folder.is_dir() else args.dataset
     if getattr(args, "device", None):
         params["device"] = args.device
     return params
