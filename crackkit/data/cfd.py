@@ -723,7 +723,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """Run :func:`fetch_cfd` from parsed CLI arguments, then the tiling of ``--tiles`` (which
+    """Run :func:`fetch_cfd` from parsed CLI arguments, then the tiling of ``--tiled-copy`` (which
     reuses an existing import); on failure print why, return 1."""
     console.configure()
     tiles, margin = getattr(args, "tiles", None), getattr(args, "tile_margin", None)

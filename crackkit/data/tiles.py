@@ -324,7 +324,7 @@ def write_tiles(
     progress: bool = True,
 ) -> Path:
     """Tile ``source_root`` into its sibling ``<source name>-tiles-HxW`` and print the counts and
-    the folder (the ``--tiles`` step of the importers' commands).
+    the folder (the ``--tiled-copy`` step of the importers' commands).
 
     A sibling that already holds this tiling of this import (:func:`tiling_is_current`) is kept;
     any other existing one needs ``overwrite``.
