@@ -183,7 +183,8 @@ def parameters_text(preset: str | None = None) -> str:
 
 
 def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|")
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|")
 
 
 def parameters_markdown(preset: str | None = None) -> str:

@@ -17,7 +17,8 @@ MARKERS = ("parameters", "presets", "cli")
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "crackkit"):
