@@ -261,3 +261,52 @@ def test_cli_config_errors_exit_2_before_any_folder(tmp_path, capsys):
     assert main(["run", "--config", str(path), "--run", str(run_dir), "-q"]) == 2
     assert "parameter 'epochs' got 0" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_predict_overwrite_keeps_the_old_files_aside(tmp_path):
+    """An --out that holds files is refused, or with overwrite reused, its files moved aside."""
+    from crackkit.apply import _output_dir
+    from crackkit.run import RunDirError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.png").write_bytes(b"x")
+    with pytest.raises(RunDirError, match="--overwrite"):
+        _output_dir(out, tmp_path, "photos")
+    assert _output_dir(out, tmp_path, "photos", overwrite=True) == out.resolve()
+    (kept,) = out.glob("superseded-*/old.png")
+    assert kept.read_bytes() == b"x" and not (out / "old.png").exists()
+
+
+def test_compare_refuses_an_existing_out_without_overwrite(tmp_path):
+    from crackkit.compare import compare_runs
+    from crackkit.config import save_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(make_config(preset="tiny"), run / "config.json")
+    out = tmp_path / "COMPARE.md"
+    out.write_text("mine")
+    with pytest.raises(ConfigError, match="pass --overwrite"):
+        compare_runs([run], out, overwrite=False)
+    assert out.read_text() == "mine"
+    compare_runs([run], out, overwrite=True)
+    assert out.read_text() != "mine"
+
+
+def test_console_routes_info_to_stdout_and_warnings_to_stderr(capsys):
+    """Under a command, library INFO messages go to stdout as they are, warnings to stderr."""
+    import logging
+
+    from crackkit import console
+
+    console.configure()
+    log = logging.getLogger("crackkit.somewhere")
+    log.info("an info line")
+    log.warning("a warning line")
+    out, err = capsys.readouterr()
+    assert out == "an info line\n"
+    assert err == "crackkit: warning: a warning line\n"
+    console.configure()  # again: still one handler
+    log.info("once")
+    assert capsys.readouterr().out == "once\n"
