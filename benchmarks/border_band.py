@@ -14,8 +14,8 @@ border. Two properties of the published network can act on one border and not th
   those above reacts differently to the zeros under the last row than to those over the first.
 
 This script takes a trained run's chosen checkpoint and the crack-free images of its test split
-(as the network sees them, at the input size) and prints the mean crack probability of the
-border rows and columns against the interior, for:
+(as the network sees them, at the input size) and prints the share of false-positive pixels (at
+the run's validated 2-pixel threshold) in the border rows and columns against the interior, for:
 
 1. crackkit's network (float64, direct convolutions);
 2. the original's function with the same weights: the functional forward written from the
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crackkit.checkpoint import load_checkpoint
+from crackkit.checkpoint import load_checkpoint, validation_thresholds
 from crackkit.config import make_config
 from crackkit.data.dataset import CrackDataset
 from crackkit.model import build_model, original_key_shapes
@@ -106,21 +106,20 @@ class ReplicatePadding:
         return torch.nn.functional.conv2d(x, weight, bias, padding=padding, **kwargs)
 
 
-def border_table(probs: np.ndarray) -> dict[str, float]:
-    """Mean probability of the first/last BAND rows and columns and of the interior.
+def border_table(probs: np.ndarray, threshold: float) -> dict[str, float]:
+    """The share of pixels at or above ``threshold`` (false positives: every image is
+    crack-free) in the first/last BAND rows and columns and in the interior.
 
     Args:
         probs: (N, H, W) crack probabilities of crack-free images.
     """
-    inner = probs[:, BAND:-BAND, BAND:-BAND]
+    fp = probs >= threshold
     return {
-        "top": float(probs[:, :BAND].mean()),
-        "bottom": float(probs[:, -BAND:].mean()),
-        "left": float(probs[:, :, :BAND].mean()),
-        "right": float(probs[:, :, -BAND:].mean()),
-        "interior": float(inner.mean()),
-        "last row": float(probs[:, -1].mean()),
-        "first row": float(probs[:, 0].mean()),
+        "top": float(fp[:, :BAND].mean()),
+        "bottom": float(fp[:, -BAND:].mean()),
+        "left": float(fp[:, :, :BAND].mean()),
+        "right": float(fp[:, :, -BAND:].mean()),
+        "interior": float(fp[:, BAND:-BAND, BAND:-BAND].mean()),
     }
 
 
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a trained run folder (segdecnet-up or segdecnet++)")
     parser.add_argument("--checkpoint", help="default: the run's chosen checkpoint")
-    parser.add_argument("--limit", type=int, default=12, help="crack-free images used")
+    parser.add_argument("--limit", type=int, default=1000, help="crack-free images used, at most")
     args = parser.parse_args(argv)
 
     run = Run.open(args.run)
@@ -166,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             published.crop_or_pad, published.F = saved
 
+    threshold = validation_thresholds(state)["pixel_2px"] or 0.5
     print(
         f"{run.path.name}: {cfg.architecture}, input {cfg.input_height}x{cfg.input_width}, "
         f"{checkpoint_name(run, args.checkpoint)} (epoch {state.get('epoch')}), "
-        f"{len(negatives)} crack-free test images; mean crack probability, border = {BAND} px"
+        f"{len(negatives)} crack-free test images; share of pixels >= {threshold:.3f} (the "
+        f"validated 2-pixel threshold), border = {BAND} px"
     )
     gap = float((ours - original).abs().max())
     print(f"crackkit vs the original's function, max |difference|: {gap:.2e}")
@@ -181,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         "original function, crop moved (1 top, 2 bottom)": moved,
         "original function, convolutions pad by replication": replicated,
     }
-    keys = list(border_table(ours[:, 0].numpy()))
+    keys = list(border_table(ours[:, 0].numpy(), threshold))
     print("| " + " | ".join(["forward", *keys]) + " |")
     print("|" + " --- |" * (len(keys) + 1))
     for name, probs in rows.items():
-        table = border_table(probs[:, 0].numpy())
-        print("| " + " | ".join([name, *(f"{table[k]:.3f}" for k in keys)]) + " |")
+        table = border_table(probs[:, 0].numpy(), threshold)
+        print("| " + " | ".join([name, *(f"{table[k]:.4f}" for k in keys)]) + " |")
     return 0
 
 
