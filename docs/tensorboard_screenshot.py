@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 OUT = Path(__file__).resolve().parent / "tensorboard.png"
 CHROMIUM_FLAGS = [
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=6123)
     parser.add_argument("--size", default="1400,900", help="window width,height")
     parser.add_argument("--wait-ms", type=int, default=20000, help="page render time")
+    parser.add_argument(
+        "--tags",
+        default="loss|lr|validation/(f1_2px|ap|dice)",
+        help="regular expression of the tags shown",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.backfill:
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"--window-size={args.size}",
                     f"--virtual-time-budget={args.wait_ms}",
                     f"--screenshot={args.out}",
-                    f"{url}?darkMode=false#scalars",
+                    f"{url}?darkMode=false#scalars&tagFilter={quote(args.tags)}&_smoothingWeight=0",
                 ],
                 check=True,
                 timeout=180,
