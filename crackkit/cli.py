@@ -66,6 +66,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg, run_dir = run.cfg, run.path
     else:
         cfg, run_dir = config_from_arguments(args), args.run_dir
+    from crackkit.runtime import resolve_device
+
+    resolve_device(cfg)  # a device that is not there stops the run before any folder is made
     report = run_pipeline(
         cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, log_output=not args.quiet
     )

@@ -171,6 +171,17 @@ def test_missing_cuda_index_is_refused():
     assert resolve_device("cpu").type == "cpu"
 
 
+def test_run_on_a_missing_device_stops_before_any_folder(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this check needs a machine without CUDA")
+    run_dir = tmp_path / "run"
+    assert main(["run", "--preset", "tiny", "--device", "cuda:1", "--run", str(run_dir)]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
 def test_params_lists_every_parameter(capsys):
     """crackkit params prints every RunConfig field; --preset adds what the preset sets."""
     from crackkit.config import PRESETS, field_names
