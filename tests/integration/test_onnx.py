@@ -102,7 +102,9 @@ def kit(tmp_path_factory):
     plus.write_bytes(b"an older export")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["export", str(runs["segdecnet++"]), "--out", str(plus), "--overwrite"])
+        code = main(
+            ["export", "--run", str(runs["segdecnet++"]), "--out", str(plus), "--overwrite"]
+        )
     plain = export_onnx(
         runs["segdecnet"],
         base / "exports" / "plain.onnx",
@@ -266,7 +268,10 @@ def test_missing_onnxruntime_names_the_extra(kit, monkeypatch, tmp_path, capsys)
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'crackkit\[onnx\]'"):
         export_onnx(kit["runs"]["segdecnet"], tmp_path / "new.onnx")
-    assert main(["export", str(kit["runs"]["segdecnet"]), "--out", str(tmp_path / "x.onnx")]) == 1
+    assert (
+        main(["export", "--run", str(kit["runs"]["segdecnet"]), "--out", str(tmp_path / "x.onnx")])
+        == 1
+    )
     assert "pip install 'crackkit[onnx]'" in capsys.readouterr().err
     assert not (tmp_path / "new.onnx").exists() and not (tmp_path / "x.onnx").exists()
 
@@ -276,7 +281,7 @@ def test_export_refuses_to_overwrite(kit, tmp_path, capsys):
     path = kit["onnx"]["segdecnet"]
     before = path.read_bytes()
     run = str(kit["runs"]["segdecnet"])
-    assert main(["export", run, "--out", str(path)]) == 1
+    assert main(["export", "--run", run, "--out", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("crackkit: error: ")
     assert "exists" in err[0] and "--overwrite" in err[0]
@@ -284,12 +289,14 @@ def test_export_refuses_to_overwrite(kit, tmp_path, capsys):
         export_onnx(run, path)
     assert path.read_bytes() == before
 
-    assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert (
+        main(["export", "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.onnx")]) == 1
+    )
     assert capsys.readouterr().err.startswith("crackkit: error: no run folder")
     empty = tmp_path / "empty"
     (empty / "checkpoints").mkdir(parents=True)
     save_config(make_config({}, preset="tiny"), empty / "config.json")
-    assert main(["export", str(empty), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert main(["export", "--run", str(empty), "--out", str(tmp_path / "m.onnx")]) == 1
     assert "holds no checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
 

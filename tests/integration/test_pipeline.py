@@ -31,9 +31,7 @@ def finished_run(module_kit_dirs):
     """One tiny pipeline run, shared by the tests of this module."""
     base = module_kit_dirs["base"]
     run_dir = base / "runs" / "tiny"
-    code = main(
-        ["run", "--preset", "tiny", "--run", str(run_dir), "-p", "epochs", "2", "--quiet"]
-    )
+    code = main(["run", "--preset", "tiny", "--run", str(run_dir), "-p", "epochs", "2", "--quiet"])
     return code, run_dir
 
 
