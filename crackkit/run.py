@@ -215,7 +215,7 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     for key, dist in (
-        ("torchvision", "torchvision"),
+        ("crackkit", "crackkit"),
         ("skimage", "scikit-image"),
         ("sklearn", "scikit-learn"),
         ("matplotlib", "matplotlib"),
