@@ -1,4 +1,4 @@
-"""The torchrun entry: ``torchrun --nproc_per_node N -m crackkit.launch --run DIR ...``.
+"""The torchrun entry: ``torchrun --nproc_per_node N -m crackkit.launch --run-dir DIR ...``.
 
 Takes the run options of ``crackkit run`` (``--preset``, ``--dataset``, ``-p NAME VALUE``,
 ``--resume``; :func:`crackkit.run.add_run_arguments`) or, with none of them, the configuration
@@ -25,8 +25,8 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crackkit.launch", description=__doc__)
-    add_run_arguments(parser, run_dir_required=True)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run")
+    add_run_arguments(parser, run_dir_required=True, torchrun=True)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument(
         "--train-only", action="store_true", help="stop after training (no evaluation, report)"
     )

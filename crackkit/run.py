@@ -396,11 +396,16 @@ class Run:
 
 
 def add_run_arguments(
-    parser: argparse.ArgumentParser, *, run_dir_required: bool = False
+    parser: argparse.ArgumentParser, *, run_dir_required: bool = False, torchrun: bool = False
 ) -> argparse.ArgumentParser:
     """The run options ``crackkit run`` and the torchrun launcher share: ``--preset``,
     ``--dataset``, ``--config``, ``--run``, ``--device`` and ``-p NAME VALUE`` (``--run-dir``
-    is the deprecated spelling of ``--run``)."""
+    is the deprecated spelling of ``--run``).
+
+    ``torchrun=True`` (``python -m crackkit.launch``) names the run folder ``--run-dir`` only:
+    torchrun's own parser reads every option of its command line, the script's included, and
+    takes ``--run`` for an abbreviation of its ``--run-path``.
+    """
     parser.add_argument("--preset", help=f"named parameter set: {', '.join(PRESETS)}")
     parser.add_argument("--dataset", help="'synthetic', a prepared data set name, or a folder path")
     parser.add_argument(
@@ -410,15 +415,16 @@ def add_run_arguments(
         "-p and --dataset override it, it overrides --preset",
     )
     parser.add_argument(
-        "--run",
+        "--run-dir" if torchrun else "--run",
         dest="run_dir",
         metavar="DIR",
         required=run_dir_required,
         help="run folder" + ("" if run_dir_required else " (default: runs/<time>-<dataset>)"),
     )
-    parser.add_argument(
-        "--run-dir", dest="run_dir", action=DeprecatedOption, new="--run DIR", metavar="DIR"
-    )
+    if not torchrun:
+        parser.add_argument(
+            "--run-dir", dest="run_dir", action=DeprecatedOption, new="--run DIR", metavar="DIR"
+        )
     parser.add_argument(
         "--device", help=f"where the model runs: {DEVICE_VALUES} (the run parameter 'device')"
     )

@@ -469,5 +469,5 @@ def _resume_state(path: Path, cfg: RunConfig) -> dict[str, Any]:
 if __name__ == "__main__":
     raise SystemExit(
         "crackkit.train is a library module; the torchrun entry is "
-        "`torchrun --nproc_per_node N -m crackkit.launch --run DIR ...`"
+        "`torchrun --nproc_per_node N -m crackkit.launch --run-dir DIR ...`"
     )

@@ -31,7 +31,7 @@ def test_two_gloo_processes_complete_a_run(tmp_path):
         "crackkit.launch",
         "--preset",
         "tiny",
-        "--run",
+        "--run-dir",
         str(run),
         "-p",
         "epochs",

@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
+import crackkit
 from crackkit.apply import predict_folder
 from crackkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crackkit.cli import main
@@ -153,7 +154,7 @@ def test_metadata_round_trips(kit, architecture):
     assert meta["checkpoint"] == ckpt
     assert meta["checkpoint_epoch"] == str(state["epoch"])
     assert meta["crackkit_export_format"] == "1"
-    assert meta["crackkit_version"] == "0.1.0"
+    assert meta["crackkit_version"] == crackkit.__version__
     assert int(meta["opset"]) >= 18
     if architecture == "segdecnet++":
         assert float(meta["threshold_seg"]) == THRESHOLDS["pixel_2px"]

@@ -414,7 +414,7 @@ def test_cli_says_how_to_resume_when_the_kernel_dies(tmp_path, capsys, monkeypat
     assert main(["run", "--preset", "tiny", "--run", str(run_dir), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "02_train.ipynb stopped: its kernel died (killed, or out of memory)" in err
-    assert f"continue with: crackkit run --resume {run_dir}" in err
+    assert f"continue with: crackkit run --resume --run {run_dir}" in err
 
 
 # ---------------------------------------------------------------------------------------------
