@@ -93,7 +93,7 @@ def run_grid(
     ):
         run_dir = runs_root / f"{stamp}-{name}-{arch}-seed{seed}"
         pairs = [("architecture", arch), (seed_param, str(seed)), *base, *params]
-        cmd = [_crackkit(), "run", "--dataset", str(data), "--run-dir", str(run_dir), "--quiet"]
+        cmd = [_crackkit(), "run", "--dataset", str(data), "--run", str(run_dir), "--quiet"]
         if preset:
             cmd += ["--preset", preset]
         for key, value in pairs:

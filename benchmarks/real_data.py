@@ -18,8 +18,8 @@ network and every seed of ``--seeds`` (``-p`` applies to all; a recipe's values 
 per recipe and network. Calibration columns: mean crack probability of the background pixels and
 the 10-bin expected calibration error, over every test pixel. ``dec AP`` is the step-wise decision
 average precision: 1.0 by construction on CFD, whose images all hold cracks; ``--tiles H W``
-trains and tests on the tiled variant ``crackkit data cfd --tiles H W`` writes (the same split cut
-into HxW tiles, crack-free tiles kept as real negatives; input size the tile unless
+trains and tests on the tiled variant ``crackkit data cfd --tiled-copy H W`` writes (the same
+split cut into HxW tiles, crack-free tiles kept as real negatives; input size the tile unless
 ``--height``/``--width`` say otherwise), where it measures the decision head.
 
 Run it alone: it trains for about 8 minutes per network on a 2-core CPU.
@@ -50,7 +50,7 @@ def _import_cfd(source: Path, root: Path, tiles: tuple[int, int] | None = None) 
         crackkit = str(Path(sys.executable).with_name("crackkit"))
         cmd = [crackkit, "data", "cfd", "--source", str(source), "--root", str(root)]
         if tiles is not None:
-            cmd += ["--tiles", str(tiles[0]), str(tiles[1])]
+            cmd += ["--tiled-copy", str(tiles[0]), str(tiles[1])]
         subprocess.run(cmd, check=True)
     return processed
 

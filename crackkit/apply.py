@@ -22,9 +22,10 @@ Usage from Python or a notebook::
 
 From the command line::
 
-    crackkit predict IMAGES_DIR --run RUN_DIR [--out DIR] [--checkpoint PATH] [--device auto]
-        [--tile H W | --no-tile] [--overlap PX] [--tile-mode global|plain|context] [--context PX]
-        [--tta] [--scale F] [--geometry] [--mm-per-px X]
+    crackkit predict IMAGES_DIR --run DIR [--out DIR [--overwrite]] [--checkpoint PATH]
+        [--device auto|cpu|cuda|cuda:N|mps] [--tile H W | --no-tile] [--overlap PX]
+        [--tile-mode global|plain|context] [--context PX] [--tta] [--scale F] [--geometry]
+        [--mm-per-px X]
     crackkit predict IMAGES_DIR --onnx model.onnx [--out DIR]
 
 Reading. The EXIF orientation of a photo is applied, so that every output has the orientation the
@@ -270,14 +271,24 @@ def list_images(images_dir: str | Path) -> tuple[list[Path], list[Path]]:
     return images, skipped
 
 
-def _output_dir(out_dir: str | Path | None, base: Path, name: str) -> Path:
+def _output_dir(
+    out_dir: str | Path | None, base: Path, name: str, *, overwrite: bool = False
+) -> Path:
     if out_dir is not None:
         out = Path(out_dir)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise RunDirError(
-                f"{out} exists and is not empty; predictions never overwrite files, "
-                "choose another output folder"
-            )
+        if out.exists() and not out.is_dir():
+            raise RunDirError(f"{out} is a file; give a folder for the predictions")
+        if out.exists() and any(out.iterdir()):
+            if not overwrite:
+                raise RunDirError(
+                    f"{out} exists and is not empty; choose another output folder, or pass "
+                    "overwrite=True (--overwrite; its files are moved into superseded-<time>/)"
+                )
+            keep = out / f"superseded-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
+            keep.mkdir()
+            for child in list(out.iterdir()):
+                if child != keep and not child.name.startswith("superseded-"):
+                    child.rename(keep / child.name)
         out.mkdir(parents=True, exist_ok=True)
         return out.resolve()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -373,6 +384,7 @@ def predict_folder(
     predictor: Predictor | None = None,
     precision: str = "auto",
     max_pixels: int | None = MAX_IMAGE_PIXELS,
+    overwrite: bool = False,
 ) -> PredictReport:
     """Predict every image of ``images_dir`` with a trained run and write the results.
 
@@ -381,6 +393,8 @@ def predict_folder(
         run_dir: run folder; its chosen checkpoint is used unless ``checkpoint`` is given.
         out_dir: output folder, new or empty; default ``RUN_DIR/predictions/<name>-<timestamp>``
             (for a bare checkpoint, the ``predictions`` folder beside its run or itself).
+        overwrite: an ``out_dir`` that holds files is reused: they are moved into its
+            ``superseded-<time>/`` subfolder first, never deleted.
         checkpoint: checkpoint file; enough on its own (``run_dir`` may then be None).
         device: ``auto`` or None (CUDA when present), ``cpu``, ``cuda`` or a ``torch.device``.
         batch_size: images of one padded size (or windows of a tiled image) run together this
@@ -392,9 +406,14 @@ def predict_folder(
         onnx: a graph written by :func:`crackkit.export.export_onnx`, run by onnxruntime
             (:meth:`~crackkit.predict.Predictor.from_onnx`); with ``run_dir`` the results go
             under that run.
-        tile, overlap, tile_mode, context, tta, scale: the prediction options of
-            :class:`~crackkit.predict.Predictor` (:mod:`crackkit.predict` docstring): ``tile``
-            ``"auto"`` (the run's input size), ``(H, W)`` or None (every image whole).
+        tile: ``"auto"`` (tiles of the run's input size for large images), ``(H, W)`` or None
+            (every image whole); this and the five options below are the prediction options of
+            :class:`~crackkit.predict.Predictor` (:mod:`crackkit.predict` docstring).
+        overlap: pixels shared by consecutive tiles.
+        tile_mode: ``global``, ``plain`` or ``context``.
+        context: the margin a context tile drops at each side.
+        tta: average the image and its mirrors.
+        scale: resize factor applied to the photos before prediction.
         mm_per_px: the photos' pixel size in millimetres; implies ``geometry`` and adds the
             millimetre columns.
         geometry: write ``geometry.csv`` and ``<stem>_width.png`` (pixel units).
@@ -412,7 +431,8 @@ def predict_folder(
 
     Raises:
         DatasetError: missing or empty folder, an unreadable image (named), duplicate stems.
-        RunDirError: ``run_dir`` is no run folder, or ``out_dir`` exists and is not empty.
+        RunDirError: ``run_dir`` is no run folder, or ``out_dir`` exists and is not empty (and
+            not ``overwrite``).
         CheckpointError: no checkpoint in the run, or a damaged one (or ONNX model).
         ConfigError: a bad tile, overlap, tile mode, context, scale or ``mm_per_px`` (named).
         OnnxDependencyError: ``onnx`` is given and onnxruntime is not installed.
@@ -484,7 +504,7 @@ def predict_folder(
     name = Path(images_dir).resolve().stem if Path(images_dir).is_file() else None
     name = name or Path(images_dir).resolve().name or "images"
     base = _default_base(run_path, predictor.checkpoint) if out_dir is None else Path(out_dir)
-    out = _output_dir(out_dir, base, name)
+    out = _output_dir(out_dir, base, name, overwrite=overwrite)
 
     # Images that run whole are batched by padded size; a tiled image runs alone.
     groups: dict[Any, list[Path]] = {}

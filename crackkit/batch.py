@@ -8,6 +8,7 @@ to the run's log are echoed to the console.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import sys
 import threading
@@ -20,6 +21,8 @@ from crackkit.config import DATA_FIELDS, RunConfig, field_names
 from crackkit.files import atomic_write_text
 from crackkit.paths import NOTEBOOKS_DIR, ROOT
 from crackkit.run import RUN_FILES, Run, RunDirError
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["NOTEBOOKS", "PipelineError", "render_html", "run_pipeline"]
 
@@ -154,7 +157,7 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bo
     except DeadKernelError:
         run_dir = dst.parent.parent
         hint = (
-            f"every completed epoch is kept; continue with: crackkit run --resume {run_dir}"
+            f"every completed epoch is kept; continue with: crackkit run --resume --run {run_dir}"
             if (run_dir / RUN_FILES["environment"]).is_file()
             else "nothing was trained yet; start the run again"
         )
@@ -166,7 +169,7 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], *, log_output: bo
             try:
                 render_html(dst)
             except Exception as exc:  # noqa: BLE001 - rendering must not hide the run's own error
-                print(f"warning: could not render {dst.name} to HTML: {exc}", file=sys.stderr)
+                _log.warning(f"could not render {dst.name} to HTML: {exc}")
 
 
 def run_pipeline(
@@ -210,10 +213,10 @@ def _run_notebooks(
             resumable = (path / RUN_FILES["environment"]).is_file() and not resume
             raise RunDirError(
                 f"{dst} exists from an earlier attempt and is not overwritten; "
-                + (f"continue it with --resume {path}, " if resumable else "")
-                + "choose another --run-dir, or pass --overwrite (the old files are kept in a "
+                + (f"continue it with --resume --run {path}, " if resumable else "")
+                + "choose another --run DIR, or pass --overwrite (the old files are kept in a "
                 "'superseded-*' subfolder)"
             )
-        print(f"[crackkit] {step}: executing {name} -> {dst}", flush=True)
+        _log.info(f"[crackkit] {step}: executing {name} -> {dst}")
         _execute(NOTEBOOKS_DIR / name, dst, params, log_output=log_output)
     return path / RUN_FILES["report"]

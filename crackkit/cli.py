@@ -1,4 +1,4 @@
-"""The ``crackkit`` command line.
+"""The ``crackkit`` command line: one parser, one handler per command.
 
 ``crackkit run``   executes the notebooks (prepare, train, evaluate, report) with papermill into one
                    run folder and prints the report's path as its last line.
@@ -10,6 +10,11 @@
 ``crackkit compare`` writes COMPARE.md: finished runs side by side, mean ± std over seeds.
 ``crackkit checkpoint convert --trust FILE`` rewrites a checkpoint you trust that needs more than
                    tensors to load (an earlier crackkit's last.pt).
+
+The top-level help (:data:`DESCRIPTION`) lists every command. One vocabulary runs through them:
+``--run DIR`` names a run folder, ``--quiet`` silences progress and echoed output, ``--overwrite``
+replaces an output that exists, ``--device`` says where a model runs. Old spellings are accepted
+with a deprecation warning naming the new form (:class:`crackkit.deprecation.DeprecatedOption`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from crackkit import __version__, console
 from crackkit.batch import PipelineError, run_pipeline
-from crackkit.config import ConfigError
+from crackkit.config import DEVICE_VALUES, PRESETS, ConfigError, check_device
+from crackkit.deprecation import DeprecatedOption, warn_deprecated
 from crackkit.run import (
     RUN_FILES,
     Run,
@@ -31,7 +38,16 @@ from crackkit.run import (
 )
 from crackkit.specs import ARCHITECTURES, MAX_IMAGE_PIXELS
 
-__all__ = ["EXIT_STATUS", "build_parser", "exit_status", "main"]
+__all__ = ["DESCRIPTION", "EXIT_STATUS", "build_parser", "exit_status", "main"]
+
+DESCRIPTION = """\
+crackkit trains, scores and applies the published SegDecNet crack detectors.
+
+In every command --run DIR names a run folder, -q/--quiet hides progress bars and echoed
+output, --overwrite replaces an output that exists, and --device (auto, cpu, cuda, cuda:N,
+mps) says where a model runs. 'crackkit COMMAND --help' shows a command's options;
+'crackkit params' lists the run parameters.
+"""
 
 #: The exit statuses of every command (also in ``crackkit --help`` and the README).
 EXIT_STATUS = {
@@ -50,25 +66,64 @@ _EPILOG = (
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    legacy = args.legacy_resume_dir
+    if legacy is not None:  # the 0.1 spelling: --resume RUN_DIR
+        if not args.resume:
+            raise ConfigError(f"unexpected argument {legacy!r}; name the run folder with --run")
+        warn_deprecated("--resume RUN_DIR", "--resume --run RUN_DIR")
+        if args.run_dir and args.run_dir != legacy:
+            raise ConfigError(f"--resume {legacy} and --run {args.run_dir} name two folders")
+        args.run_dir = legacy
     if args.resume:
-        if run_parameters(args) or args.preset:
+        if run_parameters(args) or args.preset or args.config:
             raise ConfigError(
-                "--resume continues a run with its recorded parameters; drop -p/--preset/--dataset"
+                "--resume continues a run with its recorded parameters; drop "
+                "-p/--preset/--dataset/--config/--device"
             )
+        if not args.run_dir:
+            raise ConfigError("--resume needs the run folder: --resume --run DIR")
         try:
-            run = Run.open(args.resume)
+            run = Run.open(args.run_dir)
         except RunDirError:
             raise RunDirError(
-                f"cannot resume {args.resume}: it holds no {RUN_FILES['config']}"
+                f"cannot resume {args.run_dir}: it holds no {RUN_FILES['config']}"
             ) from None
         cfg, run_dir = run.cfg, run.path
     else:
         cfg, run_dir = config_from_arguments(args), args.run_dir
+    from crackkit.runtime import resolve_device
+
+    resolve_device(cfg)  # a device that is not there stops the run before any folder is made
     report = run_pipeline(
         cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, log_output=not args.quiet
     )
     print(report)
     return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from crackkit.parameters import parameters_markdown, parameters_text
+
+    render = parameters_markdown if args.markdown else parameters_text
+    print(render(args.preset))
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crackkit.data.check import check_folder
+
+    if not Path(args.path).expanduser().is_dir():  # bad input (2), not a finding (1)
+        raise ConfigError(f"{args.path}: no such folder")
+    report = check_folder(
+        args.path, negatives_without_mask=args.negatives_without_mask, progress=not args.quiet
+    )
+    lines = report.lines()
+    if args.quiet:
+        lines = [line for line in lines if not line.startswith("  ")]
+    print("\n".join(lines))
+    return 0 if report.ok else 1
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -92,7 +147,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         and args.onnx is None
     ):
         print(
-            "crackkit: error: give --run RUN_DIR, --checkpoint PATH, --original-weights FILE "
+            "crackkit: error: give --run DIR, --checkpoint PATH, --original-weights FILE "
             "or --onnx MODEL",
             file=sys.stderr,
         )
@@ -115,6 +170,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.device is not None:
+        check_device(args.device)
     if args.no_tile or args.tile == [0, 0]:
         tile = None
     elif args.tile is not None:
@@ -138,6 +195,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 checkpoint=args.checkpoint,
                 device=args.device,
                 batch_size=args.batch_size,
+                progress=not args.quiet,
+                overwrite=args.overwrite,
                 original_weights=args.original_weights,
                 architecture=args.architecture,
                 input_size=tuple(args.input_size),
@@ -170,7 +229,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from crackkit.export import export_onnx
 
     path = export_onnx(
-        args.run_dir,
+        _run_folder(args),
         args.out,
         checkpoint=args.checkpoint,
         opset=args.opset,
@@ -224,8 +283,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     space = parse_space(args.sample)
     fixed = {"dataset": args.dataset} if args.dataset else {}
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if not args.sweep_dir:
+        raise ConfigError("crackkit sweep needs its folder: --sweep-dir DIR")
     sweep = plan_sweep(
-        args.run_dir,
+        args.sweep_dir,
         grid,
         seeds,
         preset=args.preset,
@@ -238,8 +299,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(describe_plan(sweep), flush=True)
     if args.dry_run:
         return 0
+
+    def echo(line: str) -> None:
+        if not args.quiet:
+            print(line, flush=True)
+
     try:
-        result = run_sweep(sweep, engine=engine, echo=lambda line: print(line, flush=True))
+        result = run_sweep(sweep, engine=engine, echo=echo)
     except KeyboardInterrupt:
         print("[sweep] interrupted; run the same command again to continue", file=sys.stderr)
         return 130
@@ -250,7 +316,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from crackkit.compare import compare_runs
 
-    print(compare_runs(args.run_dirs, args.out))
+    run_dirs = list(args.run or [])
+    if args.legacy_run_dirs:
+        warn_deprecated("compare RUN_DIR ...", "compare --run DIR [--run DIR ...]")
+        run_dirs += args.legacy_run_dirs
+    if not run_dirs:
+        raise ConfigError("compare needs run folders: --run DIR [--run DIR ...]")
+    print(compare_runs(run_dirs, args.out, overwrite=args.overwrite))
     return 0
 
 
@@ -260,44 +332,96 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.n_gallery < 0:
         print(f"crackkit: error: --n-gallery must be >= 0, got {args.n_gallery}", file=sys.stderr)
         return 2
+    if args.device is not None:
+        check_device(args.device)
     report = evaluate_dataset(
-        args.run_dir,
+        _run_folder(args),
         args.dataset,
         split=args.split,
         checkpoint=args.checkpoint,
         n_gallery=args.n_gallery,
         progress=not args.quiet,
         overwrite=args.overwrite,
+        device=args.device,
     )
     print(report)
     return 0
 
 
+def _run_folder(args: argparse.Namespace) -> str:
+    """The run folder of a command that takes ``--run DIR`` (or the 0.1 positional one)."""
+    legacy = getattr(args, "legacy_run_dir", None)
+    if legacy is not None:
+        warn_deprecated(f"the positional RUN_DIR of '{args.command}'", "--run DIR")
+        if args.run_dir and args.run_dir != legacy:
+            raise ConfigError(f"{legacy} and --run {args.run_dir} name two run folders")
+        return legacy
+    if not args.run_dir:
+        raise ConfigError(f"'crackkit {args.command}' needs a run folder: --run DIR")
+    return args.run_dir
+
+
+def _add_quiet(parser: argparse.ArgumentParser, what: str = "progress bars") -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=f"no {what}")
+
+
+def _add_run(parser: argparse.ArgumentParser, help: str = "a trained run folder") -> None:
+    parser.add_argument("--run", dest="run_dir", metavar="DIR", help=help)
+    parser.add_argument(
+        "legacy_run_dir", nargs="?", metavar="RUN_DIR", help=argparse.SUPPRESS, default=None
+    )
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help=f"where the model runs: {DEVICE_VALUES} (default: the run's, auto)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crackkit",
-        description=__doc__,
+        description=DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--debug", action="store_true", help="on an error, show its traceback too (any command)"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"crackkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the whole pipeline (prepare, train, evaluate, report)")
+    run = sub.add_parser(
+        "run",
+        help="train, evaluate and report one run (the notebooks, with papermill); the last "
+        "line printed is the report's path",
+    )
     add_run_arguments(run)
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run of --run DIR"
+    )
+    run.add_argument("legacy_resume_dir", nargs="?", help=argparse.SUPPRESS, default=None)
     run.add_argument(
         "--overwrite",
         action="store_true",
         help="reuse a run folder that holds a finished run (old files are kept aside)",
     )
-    run.add_argument("--quiet", action="store_true", help="do not echo the notebooks' output")
+    _add_quiet(run, "echo of the notebooks' output")
     run.set_defaults(func=_cmd_run)
 
-    data = sub.add_parser("data", help="download and import a data set (crack500, cfd)")
-    data_sets = data.add_subparsers(dest="name", required=True, metavar="{crack500,cfd}")
+    params = sub.add_parser(
+        "params", help="list the run parameters: type, default, allowed values, presets"
+    )
+    params.add_argument("--preset", choices=list(PRESETS), help="also show what this preset sets")
+    params.add_argument("--markdown", action="store_true", help="a Markdown table")
+    params.set_defaults(func=_cmd_params)
+
+    data = sub.add_parser(
+        "data", help="import a data set (crack500, cfd) or check a folder data set (check)"
+    )
+    data_sets = data.add_subparsers(dest="name", required=True, metavar="{crack500,cfd,check}")
     from crackkit.data import cfd, crack500
 
     crack500.add_cli_arguments(
@@ -306,13 +430,35 @@ def build_parser() -> argparse.ArgumentParser:
     cfd.add_cli_arguments(
         data_sets.add_parser("cfd", help="CrackForest (Shi et al. 2016): folder, archive or URL")
     ).set_defaults(func=_cmd_data)
+    check = data_sets.add_parser(
+        "check",
+        help="check a folder data set before a run: counts, masks, sizes, unreadable files "
+        "(exit 1 when a run would stop on it)",
+    )
+    check.add_argument("path", metavar="PATH", help="a folder with train/, val/, test/")
+    check.add_argument(
+        "--negatives-without-mask",
+        action="store_true",
+        help="images without a mask file count as crack-free (the run parameter)",
+    )
+    _add_quiet(check, "progress bars and per-split counts")
+    check.set_defaults(func=_cmd_data_check)
 
     pred = sub.add_parser("predict", help="apply a trained run to a folder of images")
     pred.add_argument("images_dir", help="folder of images (any size; png, jpg, bmp, tif)")
-    pred.add_argument("--run", help="run folder; its chosen checkpoint is used")
-    pred.add_argument("--out", help="output folder, new or empty (default: RUN/predictions/...)")
+    pred.add_argument(
+        "--run", dest="run", metavar="DIR", help="run folder; its chosen checkpoint is used"
+    )
+    pred.add_argument(
+        "--out", help="output folder, new or empty (default: RUN/predictions/<folder>-<time>)"
+    )
+    pred.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an --out that holds files (they are moved into superseded-<time>/)",
+    )
     pred.add_argument("--checkpoint", help="checkpoint file to use (enough without --run)")
-    pred.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _add_device(pred)
     pred.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     pred.add_argument(
         "--original-weights",
@@ -388,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write geometry.csv (length and width of every crack) and <stem>_width.png",
     )
+    _add_quiet(pred)
     pred.add_argument(
         "--mm-per-px",
         type=float,
@@ -413,20 +560,27 @@ def build_parser() -> argparse.ArgumentParser:
     pred.set_defaults(func=_cmd_predict)
 
     export = sub.add_parser("export", help="export a trained run to one ONNX file")
-    export.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder")
+    _add_run(export)
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--checkpoint", help="checkpoint file (default: the run's chosen one)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's, 20)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _add_quiet(export, "messages (export prints only the file's path)")
     export.set_defaults(func=_cmd_export)
 
     sweep = sub.add_parser(
         "sweep", help="run every combination of parameter values and seeds, then compare them"
     )
-    sweep.add_argument("--preset", help="named parameter set: synthetic, tiny, crack500")
+    sweep.add_argument("--preset", help=f"named parameter set: {', '.join(PRESETS)}")
     sweep.add_argument("--dataset", help="'synthetic', a prepared data set name, or a folder path")
     sweep.add_argument(
-        "--run-dir", required=True, help="the sweep's folder; each run gets a subfolder"
+        "--sweep-dir",
+        dest="sweep_dir",
+        metavar="DIR",
+        help="the sweep's folder; each run gets a subfolder",
+    )
+    sweep.add_argument(
+        "--run-dir", dest="sweep_dir", action=DeprecatedOption, new="--sweep-dir DIR"
     )
     sweep.add_argument(
         "-p",
@@ -499,22 +653,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="ASHA: 1 in this many runs goes on at each comparison (default 4)",
     )
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
+    _add_quiet(sweep, "per-run progress lines (the plan and the result are printed)")
     sweep.set_defaults(func=_cmd_sweep)
 
     compare = sub.add_parser("compare", help="compare finished runs side by side (COMPARE.md)")
     compare.add_argument(
-        "run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding runs"
+        "--run",
+        action="append",
+        metavar="DIR",
+        help="a run folder, or a folder holding runs (a sweep's); repeatable",
+    )
+    compare.add_argument(
+        "legacy_run_dirs", nargs="*", metavar="RUN_DIR", help=argparse.SUPPRESS, default=[]
     )
     compare.add_argument(
         "--out", help="Markdown file to write (default: COMPARE.md beside the runs)"
     )
+    compare.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_quiet(compare, "messages (compare prints only the file's path)")
     compare.set_defaults(func=_cmd_compare)
 
     ev = sub.add_parser(
         "evaluate",
         help="evaluate a trained run on another data set (RUN/cross/<dataset>-<split>/EVAL.md)",
     )
-    ev.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder")
+    _add_run(ev)
     ev.add_argument(
         "--dataset", required=True, help="a prepared data set name (cfd, crack500) or a folder"
     )
@@ -524,7 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--overwrite", action="store_true", help="redo an evaluation already in the folder"
     )
-    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_device(ev)
+    _add_quiet(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     ckpt = sub.add_parser("checkpoint", help="convert a checkpoint you trust")
@@ -618,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    console.configure()
     try:
         return args.func(args)
     except (Exception, KeyboardInterrupt) as exc:

@@ -202,7 +202,7 @@ def load_run(path: str | Path) -> RunRecord:
         elif (rec.path / RUN_FILES["checkpoints"] / "last.pt").is_file():
             rec.problem = (
                 f"no {RUN_FILES['metrics']}; has checkpoints/last.pt (continue it with "
-                f"`crackkit run --resume {rec.path}`)"
+                f"`crackkit run --resume --run {rec.path}`)"
             )
         else:
             rec.problem = (
@@ -525,21 +525,28 @@ def _stopped_section(stopped: Sequence[RunRecord], keys: Sequence[str], base: Pa
     return note + "\n\n" + markdown_table(header, rows)
 
 
-def compare_runs(run_dirs: Iterable[str | Path], out: str | Path | None = None) -> Document:
+def compare_runs(
+    run_dirs: Iterable[str | Path], out: str | Path | None = None, *, overwrite: bool = True
+) -> Document:
     """Write the comparison of the given runs; returns it (``str()`` of it is its path).
 
     Args:
         run_dirs: run folders, or folders holding run folders (a sweep's folder).
         out: the Markdown file; default ``COMPARE.md`` in the folder that holds all the runs.
             The curve plots are written beside it.
+        overwrite: replace an existing ``out`` (a sweep rewrites its own); ``crackkit
+            compare`` passes its ``--overwrite``.
 
     Raises:
         FileNotFoundError: a given path does not exist or holds no run.
+        ConfigError: ``out`` exists and ``overwrite`` is False.
     """
     dirs = collect_run_dirs(run_dirs)
     if out is None:
         out = Path(os.path.commonpath([d.parent for d in dirs])) / "COMPARE.md"
     out = Path(out).resolve()
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
     stem = out.stem.lower()
     records = [load_run(d) for d in dirs]
     finished = [r for r in records if r.finished]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -38,12 +40,18 @@ __all__ = [
     "config_diff",
     "field_names",
     "ALL_FIELDS",
+    "check_device",
+    "read_config_file",
+    "DEVICE_VALUES",
 ]
 
 OPTIMIZERS = ("adam", "sgd")
 BEST_MODEL_TYPES = ("dec", "seg", "both")
 AMP_MODES = ("auto", "off", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
+#: What a ``device`` may be: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``,
+#: ``cuda:N`` (the N-th GPU) or ``mps`` (Apple's GPUs); :func:`check_device` holds it.
+DEVICE_VALUES = "auto, cpu, cuda, cuda:N, mps"
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
 LR_SCHEDULES = ("constant", "cosine")
 #: ``crackkit``: flips and brightness/contrast on every training image. ``fork-2022-02`` and
 #: ``fork-2022-04``: the seed fork's two versions of its dataset.py (see DEVIATIONS below).
@@ -172,7 +180,7 @@ class RunConfig:
     segmented_list: str = ""
     # Reproducibility and speed
     seed: int = field(default=0, metadata=_range(0))
-    device: str = field(default="auto", metadata=_choice(*DEVICES))
+    device: str = field(default="auto", metadata={"allowed": DEVICE_VALUES})
     amp: str = field(default="auto", metadata=_choice(*AMP_MODES))
     channels_last: str = field(default="auto", metadata=_choice("auto", "on", "off"))
     fft_conv: str = field(default="auto", metadata=_choice("auto", "on", "off"))
@@ -366,10 +374,24 @@ def _check_value(f: dataclasses.Field, value: Any) -> None:
         raise ConfigError(f"parameter {f.name!r} got {value!r}; it must be {bound}")
     if hi is not None and value > hi:
         raise ConfigError(f"parameter {f.name!r} got {value!r}; it must be <= {hi}")
+    if f.name == "device":
+        check_device(value)
     if f.name == "dataset" and not value.strip():
         raise ConfigError(
             "parameter 'dataset' is empty; give 'synthetic', a prepared name or a path"
         )
+
+
+def check_device(value: str) -> str:
+    """``value`` when it names a device (:data:`DEVICE_VALUES`); whether it is present is
+    :func:`crackkit.runtime.resolve_device`'s question.
+
+    Raises:
+        ConfigError: any other value (the message lists the allowed forms).
+    """
+    if not isinstance(value, str) or not _DEVICE_PATTERN.fullmatch(value):
+        raise ConfigError(f"parameter 'device' got {value!r}; allowed values: {DEVICE_VALUES}")
+    return value
 
 
 def _unknown_message(name: str) -> str:
@@ -487,6 +509,67 @@ def config_diff(a: RunConfig | Mapping[str, Any], b: RunConfig | Mapping[str, An
     da = a.to_dict() if isinstance(a, RunConfig) else defaults | dict(a)
     db = b.to_dict() if isinstance(b, RunConfig) else defaults | dict(b)
     return sorted(k for k in _FIELDS if da.get(k) != db.get(k))
+
+
+#: A configuration file larger than this is refused before it is parsed.
+CONFIG_FILE_MAX_BYTES = 1 << 20
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The run parameters in a YAML, TOML or JSON file (by its suffix), by name, unvalidated.
+
+    The file is a flat mapping of :class:`RunConfig` field names to values, as a run's
+    ``config.json`` is (so a run's ``config.json`` reruns it). It is only parsed, never
+    executed (YAML through ``safe_load``), and refused above :data:`CONFIG_FILE_MAX_BYTES`.
+    :func:`make_config` validates the values.
+
+    Raises:
+        ConfigError: a missing, oversized or unparsable file, an unknown suffix, or content
+            that is not a mapping of names to plain values (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} not found")
+    size = path.stat().st_size
+    if size > CONFIG_FILE_MAX_BYTES:
+        raise ConfigError(
+            f"configuration file {path} is {size} bytes; at most {CONFIG_FILE_MAX_BYTES} read"
+        )
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(
+                f"configuration file {path}: unknown suffix {path.suffix!r}; use .yaml, .yml, "
+                ".toml or .json"
+            )
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - each parser has its own error class
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"configuration file {path} cannot be parsed: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"configuration file {path} holds a {type(data).__name__}; expected a mapping of "
+            "run parameter names to values"
+        )
+    for name, value in data.items():
+        if isinstance(value, dict | list):
+            raise ConfigError(
+                f"configuration file {path}: parameter {name!r} holds a "
+                f"{type(value).__name__}; run parameters are single values"
+            )
+    return {str(k): v for k, v in data.items()}
 
 
 def load_config(path: str | Path) -> RunConfig:

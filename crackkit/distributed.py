@@ -84,7 +84,7 @@ def launch(nproc: int, run_dir: Path, *, resume: bool = False) -> None:
         f"--nproc_per_node={nproc}",
         "-m",
         "crackkit.launch",
-        "--run-dir",
+        "--run-dir",  # not --run: torchrun would take it for its own --run-path
         str(run_dir),
         "--train-only",
     ]

@@ -17,6 +17,7 @@ from crackkit import distributed
 from crackkit.pipeline import evaluate_run, prepare, report_run, supervise, warm_start
 from crackkit.run import Run, add_run_arguments, config_from_arguments
 from crackkit.runtime import resolve_device
+from crackkit.tensorboard import RunBoard
 from crackkit.train import train
 
 __all__ = ["main"]
@@ -24,7 +25,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crackkit.launch", description=__doc__)
-    add_run_arguments(parser, run_dir_required=True)
+    add_run_arguments(parser, run_dir_required=True, torchrun=True)
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument(
         "--train-only", action="store_true", help="stop after training (no evaluation, report)"
@@ -48,16 +49,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             supervise(cfg, run, prepared, record=False)
             init = warm_start(cfg, run, record=False)
             log = _quiet
-        train(
-            cfg,
-            prepared.splits,
-            run.checkpoints,
-            history_path=run.file("history"),
-            resume=args.resume,
-            progress=False,
-            log=log,
-            init=init,
-        )
+        board = RunBoard(run) if dist_info.is_main else None
+        try:
+            train(
+                cfg,
+                prepared.splits,
+                run.checkpoints,
+                history_path=run.file("history"),
+                resume=args.resume,
+                progress=False,
+                log=log,
+                on_epoch=board.epoch if board is not None else None,
+                init=init,
+            )
+        finally:
+            if board is not None:
+                board.close()
         distributed.barrier()
         if dist_info.is_main and not args.train_only:
             evaluate_run(run, progress=False)

@@ -598,7 +598,8 @@ def load_original(
 
     Args:
         source: a ``.pth`` file of ``model.state_dict()`` from the original code, or the dict.
-        height, width: the input size the network will be fed (checked by the size rule).
+        height: the input height the network will be fed (checked by the size rule).
+        width: the input width.
 
     Returns:
         The model in eval mode. Feed it what the original fed: the image as read by OpenCV (BGR

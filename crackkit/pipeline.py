@@ -31,6 +31,7 @@ from crackkit.evaluate import evaluate
 from crackkit.files import atomic_write_json, write_csv
 from crackkit.report import plot_gallery, render_eval, render_report
 from crackkit.run import RUN_FILES, Run, RunDirError, run_lock
+from crackkit.tensorboard import RunBoard
 from crackkit.train import TrainResult, train
 from crackkit.warmstart import InitWeights, read_init_weights
 
@@ -230,16 +231,18 @@ def _train(cfg: RunConfig, run: Run, *, resume: bool, progress: bool) -> TrainRe
         distributed.launch(cfg.nproc_per_node, run.path, resume=resume)
         return _result_from_checkpoints(run)
     try:
-        result = train(
-            cfg,
-            prepared.splits,
-            run.checkpoints,
-            history_path=run.file("history"),
-            resume=resume,
-            progress=progress,
-            log=log.info,
-            init=init,
-        )
+        with RunBoard(run) as board:
+            result = train(
+                cfg,
+                prepared.splits,
+                run.checkpoints,
+                history_path=run.file("history"),
+                resume=resume,
+                progress=progress,
+                log=log.info,
+                on_epoch=board.epoch,
+                init=init,
+            )
     except Exception as exc:
         log.error(f"Training stopped: {type(exc).__name__}: {exc}")
         raise
@@ -317,6 +320,13 @@ def _evaluate_run(
     if n_gallery > 0:
         _gallery(dataset, pred, metrics, run.file("gallery"))
     run.write("metrics", metrics)
+    with RunBoard(run) as board:
+        board.evaluation(
+            metrics,
+            labels=pred.labels,
+            scores=pred.scores,
+            gallery=run.file("gallery") if n_gallery > 0 else None,
+        )
     d, p = metrics["decision"], metrics.get("pixel_2px", {})
     log.info(
         f"{split.upper()} ({len(dataset)} images, {ckpt.name} of epoch {state.get('epoch')}, "
@@ -449,6 +459,7 @@ def evaluate_dataset(
     progress: bool = True,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
     overwrite: bool = False,
+    device: str | None = None,
 ) -> Path:
     """Evaluate a trained run on another data set; returns the path of its ``EVAL.md``.
 
@@ -462,11 +473,13 @@ def evaluate_dataset(
     Raises:
         DatasetError: the data set or its split is missing or broken.
         RunDirError: the output folder already holds an evaluation (and not ``overwrite``).
+
+    ``device`` (``auto``, ``cpu``, ``cuda:1``...) overrides the run's own.
     """
     run = run if isinstance(run, Run) else Run.open(run)
     cfg = run.cfg
     ckpt = run.checkpoint(checkpoint)
-    eval_cfg = cfg.replace(dataset=str(dataset))
+    eval_cfg = cfg.replace(dataset=str(dataset), **({"device": device} if device else {}))
     root = resolve_dataset(eval_cfg, progress=progress)
     if (Path(root) / split).is_dir():  # only the split evaluated need be there
         samples = scan_split(

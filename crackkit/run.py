@@ -18,6 +18,7 @@ Layout of a run folder (:data:`RUN_FILES`)::
     checkpoints/         last.pt, best.pt (config inside)
     plots/               loss.png, loss_dec.png, loss_seg.png, loss_val.png, scores.png, ...
     notebooks/           executed notebooks (.ipynb) and their HTML rendering
+    tensorboard/         TensorBoard event files (crackkit.tensorboard)
     REPORT.md            the rendered report
 
 Every file is written atomically (:mod:`crackkit.files`), so a crash never leaves half a file;
@@ -55,14 +56,17 @@ from typing import Any
 from crackkit import paths
 from crackkit.checkpoint import Checkpoints, load_checkpoint, validation_thresholds
 from crackkit.config import (
+    DEVICE_VALUES,
     PRESETS,
     ConfigError,
     RunConfig,
     config_diff,
     load_config,
     make_config,
+    read_config_file,
     save_config,
 )
+from crackkit.deprecation import DeprecatedOption
 from crackkit.files import atomic_write_json, read_csv, read_json
 from crackkit.runtime import resolve_device
 
@@ -98,6 +102,7 @@ RUN_FILES = {
     "gallery": "plots/gallery.png",
     "notebooks": "notebooks",
     "predictions": "predictions",
+    "tensorboard": "tensorboard",
 }
 
 
@@ -295,7 +300,7 @@ def create_run_dir(
         if is_finished(path):
             if not overwrite:
                 raise RunDirError(
-                    f"{path} already holds a finished run; choose another --run-dir, resume it, "
+                    f"{path} already holds a finished run; choose another --run DIR, resume it, "
                     "or pass overwrite=True (the old files are kept in a 'superseded-*' "
                     "subfolder)"
                 )
@@ -373,7 +378,7 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     for key, dist in (
-        ("torchvision", "torchvision"),
+        ("crackkit", "crackkit"),
         ("skimage", "scikit-image"),
         ("sklearn", "scikit-learn"),
         ("matplotlib", "matplotlib"),
@@ -581,16 +586,37 @@ class Run:
 
 
 def add_run_arguments(
-    parser: argparse.ArgumentParser, *, run_dir_required: bool = False
+    parser: argparse.ArgumentParser, *, run_dir_required: bool = False, torchrun: bool = False
 ) -> argparse.ArgumentParser:
     """The run options ``crackkit run`` and the torchrun launcher share: ``--preset``,
-    ``--dataset``, ``--run-dir`` and ``-p NAME VALUE``."""
+    ``--dataset``, ``--config``, ``--run``, ``--device`` and ``-p NAME VALUE`` (``--run-dir``
+    is the deprecated spelling of ``--run``).
+
+    ``torchrun=True`` (``python -m crackkit.launch``) names the run folder ``--run-dir`` only:
+    torchrun's own parser reads every option of its command line, the script's included, and
+    takes ``--run`` for an abbreviation of its ``--run-path``.
+    """
     parser.add_argument("--preset", help=f"named parameter set: {', '.join(PRESETS)}")
     parser.add_argument("--dataset", help="'synthetic', a prepared data set name, or a folder path")
     parser.add_argument(
-        "--run-dir",
+        "--config",
+        metavar="FILE",
+        help="run parameters from a YAML, TOML or JSON file (a run's config.json reruns it); "
+        "-p and --dataset override it, it overrides --preset",
+    )
+    parser.add_argument(
+        "--run-dir" if torchrun else "--run",
+        dest="run_dir",
+        metavar="DIR",
         required=run_dir_required,
         help="run folder" + ("" if run_dir_required else " (default: runs/<time>-<dataset>)"),
+    )
+    if not torchrun:
+        parser.add_argument(
+            "--run-dir", dest="run_dir", action=DeprecatedOption, new="--run DIR", metavar="DIR"
+        )
+    parser.add_argument(
+        "--device", help=f"where the model runs: {DEVICE_VALUES} (the run parameter 'device')"
     )
     parser.add_argument(
         "-p",
@@ -598,16 +624,23 @@ def add_run_arguments(
         nargs=2,
         action="append",
         metavar=("NAME", "VALUE"),
-        help="set a run parameter (repeatable), e.g. -p lr 0.001",
+        help="set a run parameter (repeatable), e.g. -p lr 0.001; 'crackkit params' lists them",
     )
     return parser
 
 
 def run_parameters(args: argparse.Namespace) -> dict[str, str]:
-    """The ``-p NAME VALUE`` pairs and ``--dataset`` of parsed run options, by name."""
+    """The ``-p NAME VALUE`` pairs, ``--dataset`` and ``--device`` of parsed run options.
+
+    A ``--dataset`` that names an existing folder relative to the working directory is made
+    absolute: the notebooks run in the project's folder, not in the caller's.
+    """
     params = {name: value for name, value in args.param or []}
     if args.dataset:
-        params["dataset"] = args.dataset
+        folder = Path(args.dataset).expanduser()
+        params["dataset"] = str(folder.resolve()) if folder.is_dir() else args.dataset
+    if getattr(args, "device", None):
+        params["device"] = args.device
     return params
 
 
@@ -616,14 +649,21 @@ def config_from_arguments(
 ) -> RunConfig:
     """The validated configuration of parsed run options (:func:`add_run_arguments`).
 
-    With no preset and no parameters, the configuration ``recorded`` in that run folder when it
-    has one; :meth:`Run.create` then refuses parameters that differ from a recorded run's.
+    The preset first, then the ``--config`` file, then ``--dataset``, ``--device`` and ``-p``.
+    With none of them, the configuration ``recorded`` in that run folder when it has one;
+    :meth:`Run.create` then refuses parameters that differ from a recorded run's.
 
     Raises:
-        ConfigError: an unknown preset or parameter, or a bad value (the message names it).
+        ConfigError: an unknown preset or parameter, a bad value or a bad configuration file
+            (the message names it).
     """
     params = run_parameters(args)
+    from_file = read_config_file(args.config) if getattr(args, "config", None) else {}
     config_path = Path(recorded) / RUN_FILES["config"] if recorded else None
-    if config_path is not None and config_path.is_file() and not (params or args.preset):
+    if (
+        config_path is not None
+        and config_path.is_file()
+        and not (params or args.preset or from_file)
+    ):
         return load_config(config_path)
-    return make_config(params, preset=args.preset)
+    return make_config(from_file | params, preset=args.preset)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crackkit.config import ConfigError, RunConfig
+from crackkit.config import ConfigError, RunConfig, check_device
 from crackkit.fftconv import set_fft_conv
 from crackkit.model import build_model
 
@@ -43,20 +43,33 @@ __all__ = [
 def resolve_device(device: RunConfig | str | torch.device | None = "auto") -> torch.device:
     """The one device resolver: a run's ``device`` parameter, a name or a ``torch.device``.
 
-    ``auto`` (or None) takes CUDA when present, else the CPU.
+    ``auto`` (or None) takes CUDA when present, else the CPU; ``cuda:N`` the N-th GPU; ``mps``
+    Apple's GPUs (only when asked).
 
     Raises:
-        ConfigError: ``cuda`` was asked and no CUDA device is available.
+        ConfigError: the device asked for is not available (the message says what is).
     """
     if isinstance(device, RunConfig):
         device = device.device
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, str):
+        check_device(device)
     device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "parameter 'device' is 'cuda' but no CUDA device is available; use 'auto'"
-        )
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"device {str(device)!r} was asked for but no CUDA device is available; use "
+                "'auto' or 'cpu'"
+            )
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"device {str(device)!r} was asked for but there are {count} CUDA device(s): "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' was asked for but MPS is not available; use 'auto'")
     return device
 
 

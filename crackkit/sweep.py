@@ -376,7 +376,7 @@ def plan_sweep(
             sweep.runs.append(PlannedRun(name, run_dir, dict(values), seed, cfg, action))
     if conflicts:
         raise RunDirError(
-            "the sweep's folder holds runs made with other parameters; choose another --run-dir "
+            "the sweep's folder holds runs made with other parameters; choose another --sweep-dir "
             "or move them away:\n  " + "\n  ".join(conflicts)
         )
     return sweep
@@ -411,8 +411,8 @@ def run_command(run: PlannedRun) -> list[str]:
     """The ``crackkit run`` command line of one planned run (every RunConfig field explicit)."""
     cmd = [sys.executable, "-m", "crackkit.cli", "run", "--quiet"]
     if run.action == "resume":
-        return cmd + ["--resume", str(run.run_dir)]
-    cmd += ["--run-dir", str(run.run_dir)]
+        return cmd + ["--resume", "--run", str(run.run_dir)]
+    cmd += ["--run", str(run.run_dir)]
     if run.action == "restart":
         cmd.append("--overwrite")
     for name, value in run.config.to_dict().items():

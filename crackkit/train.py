@@ -256,6 +256,7 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     init: InitWeights | None = None,
+    on_epoch: Callable[[dict[str, Any], dict[str, Any] | None], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``splits``; returns the chosen model and the history.
 
@@ -269,6 +270,9 @@ def train(
         init: starting weights (``init_weights``, :func:`crackkit.warmstart.read_init_weights`),
             loaded before the first step of a fresh run; the prior initialisation is then
             skipped. A resumed run continues from ``last.pt`` instead.
+        on_epoch: called (by the main process) after each epoch with its history row and, on a
+            validated epoch, the validation metrics (else None); e.g. a
+            :class:`crackkit.tensorboard.RunBoard`'s ``epoch``.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the last good checkpoint is kept.
@@ -417,6 +421,7 @@ def train(
         row["lr_after"] = optimizer.param_groups[0]["lr"]
         # As the original: after the first epoch, every validation_every-th after it, the last.
         last_epoch = epoch + 1 == cfg.epochs
+        metrics = None
         if val_ds is not None and (epoch % cfg.validation_every == 0 or last_epoch) and main:
             t1 = time.perf_counter()
             metrics, _ = evaluate(
@@ -458,6 +463,8 @@ def train(
                 },
             )
             write_csv(history_path, history)
+            if on_epoch is not None:
+                on_epoch(row, metrics)
             for line in fork_lines:
                 log(line)
             if row.get("best"):

@@ -6,6 +6,14 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _console():
+    """Library messages reach the console as they do under a command (crackkit.console)."""
+    from crackkit import console
+
+    console.configure()
+
+
 def _redirect(mp: pytest.MonkeyPatch, base) -> dict:
     """Point crackkit's data and runs folders at ``base``, here and in kernels started later."""
     import crackkit.paths as paths

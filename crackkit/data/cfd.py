@@ -29,6 +29,7 @@ license and citation, the crack values, the split membership and the counts.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from crackkit import console
 from crackkit.data.archive import (
     ArchiveLimits,
     add_limit_arguments,
@@ -70,7 +72,10 @@ from crackkit.data.staging import (
     subdirs,
     warn_if_source_changed,
 )
+from crackkit.deprecation import DeprecatedOption
 from crackkit.specs import MAX_IMAGE_PIXELS
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "CFD",
@@ -728,9 +733,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         "authenticates the server)",
     )
     add_limit_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
-        "--tiles",
+        "--no-progress", dest="quiet", action=DeprecatedOption, nargs=0, const=True, new="--quiet"
+    )
+    parser.add_argument(
+        "--no-progress", dest="quiet", action=DeprecatedOption, nargs=0, const=True, new="--quiet"
+    )
+    parser.add_argument(
+        "--tiles", dest="tiles", type=int, nargs=2, action=DeprecatedOption, new="--tiled-copy H W"
+    )
+    parser.add_argument(
+        "--tiled-copy",
+        dest="tiles",
         type=int,
         nargs=2,
         metavar=("H", "W"),
@@ -744,20 +759,21 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         type=int,
         default=None,
         metavar="PX",
-        help="with --tiles: a crack-free tile needs no crack within PX pixels around it, else it "
-        "is dropped (default: 8)",
+        help="with --tiled-copy: a crack-free tile needs no crack within PX pixels around it, "
+        "else it is dropped (default: 8)",
     )
     return parser
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """Run :func:`fetch_cfd` from parsed CLI arguments, then the tiling of ``--tiles`` (which
+    """Run :func:`fetch_cfd` from parsed CLI arguments, then the tiling of ``--tiled-copy`` (which
     reuses an existing import); errors go to ``crackkit``'s handler (:func:`crackkit.cli.main`),
     which prints them in one line."""
+    console.configure()
     tiles, margin = getattr(args, "tiles", None), getattr(args, "tile_margin", None)
     path = None
     if tiles is None and margin is not None:
-        raise ValueError("--tile-margin needs --tiles H W")
+        raise ValueError("--tile-margin needs --tiled-copy H W")
     if tiles is not None:
         from crackkit import paths
         from crackkit.data.tiles import DEFAULT_MARGIN, check_margin, check_tile, write_tiles
@@ -774,7 +790,7 @@ def main_from_args(args: argparse.Namespace) -> int:
                     f"{existing} was imported with crack values {held}, not "
                     f"{list(args.crack_values)}; pass --overwrite to import it again"
                 )
-            print(f"{existing} already exists; reusing it (--overwrite imports it again)")
+            _log.info(f"{existing} already exists; reusing it (--overwrite imports it again)")
             path = existing
     if path is None:
         path = fetch_cfd(
@@ -784,13 +800,11 @@ def main_from_args(args: argparse.Namespace) -> int:
             sha256=args.sha256,
             crack_values=args.crack_values,
             overwrite=args.overwrite,
-            progress=not args.no_progress,
+            progress=not args.quiet,
             limits=limits_from_args(args),
             allow_http=args.allow_http,
         )
     print(path)
     if tiles is not None:
-        write_tiles(
-            path, tiles, margin=margin, overwrite=args.overwrite, progress=not args.no_progress
-        )
+        write_tiles(path, tiles, margin=margin, overwrite=args.overwrite, progress=not args.quiet)
     return 0

@@ -53,6 +53,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from crackkit import console
 from crackkit.data.archive import (
     ArchiveLimits,
     add_limit_arguments,
@@ -86,6 +87,7 @@ from crackkit.data.staging import (
     subdirs,
     warn_if_source_changed,
 )
+from crackkit.deprecation import DeprecatedOption
 from crackkit.specs import MAX_IMAGE_PIXELS
 
 __all__ = [
@@ -1061,8 +1063,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--url",
-        help="download URL or Google Drive file link (default: the pinned CRACK500 link; see "
-        f"{CRACK500_HOMEPAGE})",
+        help="download URL of the archive, or a Google Drive file link; CRACK500 has no "
+        "download link of its own (its authors share a Drive folder, linked from "
+        f"{CRACK500_HOMEPAGE}): download the archive by hand and give --archive",
     )
     source.add_argument(
         "--archive", type=Path, help="use a hand-downloaded archive instead of downloading"
@@ -1080,12 +1083,16 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         help="add crack-free tiles cut from the full-size images as negatives",
     )
     parser.add_argument(
-        "--tile",
+        "--negative-tile",
+        dest="tile",
         type=int,
         nargs=2,
         metavar=("H", "W"),
         default=list(CRACK500_TILE),
-        help="negative tile size (default: %(default)s)",
+        help="size of the crack-free tiles --negatives-from-full cuts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tile", dest="tile", type=int, nargs=2, action=DeprecatedOption, new="--negative-tile H W"
     )
     parser.add_argument(
         "--negatives-count",
@@ -1102,7 +1109,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         "authenticates the server)",
     )
     add_limit_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress", dest="quiet", action=DeprecatedOption, nargs=0, const=True, new="--quiet"
+    )
     return parser
 
 
@@ -1121,12 +1131,13 @@ def _count_or_all(text: str) -> int | None:
 def main_from_args(args: argparse.Namespace) -> int:
     """Run :func:`fetch_crack500` from parsed CLI arguments; errors go to ``crackkit``'s handler
     (:func:`crackkit.cli.main`), which prints them in one line."""
+    console.configure()
     path = fetch_crack500(
         root=args.root,
         url=args.url,
         sha256=args.sha256,
         archive=args.archive,
-        progress=not args.no_progress,
+        progress=not args.quiet,
         overwrite=args.overwrite,
         negatives_from_full=args.negatives_from_full,
         tile=tuple(args.tile),

@@ -57,6 +57,8 @@ from tqdm.auto import tqdm
 from crackkit.data.archive import ArchiveError, verify_archive
 from crackkit.data.folder import DatasetError
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
     "ARCHIVE_SUFFIXES",
     "CRACK500",
@@ -672,7 +674,7 @@ def store_raw(
             "pinned archive (incomplete download or another release)"
         )
     if expected is None and verbose:
-        print(f"SHA-256 of {archive.name}: {digest} (pin it with --sha256 {digest})", flush=True)
+        _log.info(f"SHA-256 of {archive.name}: {digest} (pin it with --sha256 {digest})")
     if archive.resolve().parent == raw_dir.resolve():
         return archive
     target = raw_dir / archive.name

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import shutil
 import sys
 from pathlib import Path
 
 from crackkit.data.folder import DatasetError, split_counts, visible_entries
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "check_destination",
@@ -29,9 +32,9 @@ __all__ = [
 
 
 def say(verbose: bool, message: str) -> None:
-    """Print ``message`` (flushed) when ``verbose``."""
+    """Log ``message`` (the ``crackkit`` logger, level INFO) when ``verbose``."""
     if verbose:
-        print(message, flush=True)
+        _log.info(message)
 
 
 def check_destination(final: Path, overwrite: bool, hint: str = "another folder") -> None:

@@ -29,6 +29,7 @@ source's license and citation.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -48,6 +49,8 @@ from crackkit.data.folder import (
 )
 from crackkit.data.staging import check_destination, finish_import, read_record
 from crackkit.specs import check_input_size
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_MARGIN",
@@ -321,7 +324,7 @@ def write_tiles(
     progress: bool = True,
 ) -> Path:
     """Tile ``source_root`` into its sibling ``<source name>-tiles-HxW`` and print the counts and
-    the folder (the ``--tiles`` step of the importers' commands).
+    the folder (the ``--tiled-copy`` step of the importers' commands).
 
     A sibling that already holds this tiling of this import (:func:`tiling_is_current`) is kept;
     any other existing one needs ``overwrite``.
@@ -334,18 +337,17 @@ def write_tiles(
     name = tiled_name(str(read_record(source_root).get("name") or source_root.name), size)
     dest = source_root.parent / name
     if not overwrite and tiling_is_current(source_root, dest, size, margin):
-        print(f"{dest} already holds this tiling; nothing to do", flush=True)
+        _log.info(f"{dest} already holds this tiling; nothing to do")
         record = read_record(dest)
     else:
         record = tile_dataset(
             source_root, dest, size, margin=margin, overwrite=overwrite, progress=progress
         )
     for split, c in record.get("counts", {}).items():
-        print(
+        _log.info(
             f"  {split}: {c['sum']} tiles of {size[0]}x{size[1]} ({c['positives']} with cracks, "
             f"{c['negatives']} crack-free); {record.get('dropped', {}).get(split, 0)} ambiguous "
-            f"tiles dropped (margin {record.get('margin')})",
-            flush=True,
+            f"tiles dropped (margin {record.get('margin')})"
         )
-    print(dest, flush=True)
+    _log.info(str(dest))
     return dest

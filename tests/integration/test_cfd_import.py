@@ -300,7 +300,7 @@ def test_cli_imports_a_folder(tmp_path, capsys):
     """`crackkit data cfd --source DIR --root ROOT --crack-values 2` imports and prints the path."""
     src = _make_cfd(tmp_path / "src")
     root = tmp_path / "data"
-    argv = ["data", "cfd", "--source", str(src), "--root", str(root), "--no-progress"]
+    argv = ["data", "cfd", "--source", str(src), "--root", str(root), "--quiet"]
     assert cli_main([*argv, "--crack-values", "2"]) == 0
     out = capsys.readouterr().out
     assert "15 images: 14 with ground truth = 10 train/val (001-010) + 4 test (073-076)" in out
@@ -399,9 +399,9 @@ def test_download_with_wrong_sha_refused(tmp_path, range_server, capsys):
     assert list((root / "raw").iterdir()) == []
     assert not (root / "processed" / "cfd").exists()
     argv = ["data", "cfd", "--url", f"{base}/{archive.name}", "--root", str(root), "--allow-http"]
-    assert cli_main([*argv, "--sha256", "0" * 64, "--no-progress"]) == 2
+    assert cli_main([*argv, "--sha256", "0" * 64, "--quiet"]) == 2
     assert "checksum mismatch" in capsys.readouterr().err
-    assert cli_main([*argv, "--no-progress"]) == 0  # no hash given: the digest is printed
+    assert cli_main([*argv, "--quiet"]) == 0  # no hash given: the digest is printed
     err = capsys.readouterr().err
     assert "nothing was verified" in err and _sha(archive) in err
     record = json.loads((root / "processed" / "cfd" / "dataset.json").read_text())

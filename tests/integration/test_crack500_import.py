@@ -415,7 +415,7 @@ def test_fetch_from_url_via_cli_helpers(tmp_path, file_server, capsys):
         _make_source(tmp_path / "src", "mirror", "CRACK500"), www / "c5.tar.gz", "tar.gz"
     )
     parser = add_cli_arguments(argparse.ArgumentParser())
-    argv = ["--url", f"{base}/c5.tar.gz", "--root", str(tmp_path / "data"), "--no-progress"]
+    argv = ["--url", f"{base}/c5.tar.gz", "--root", str(tmp_path / "data"), "--quiet"]
     with pytest.raises(DownloadError, match="plain http is not authenticated.*--allow-http"):
         main_from_args(parser.parse_args(argv))
     assert main_from_args(parser.parse_args([*argv, "--allow-http"])) == 0

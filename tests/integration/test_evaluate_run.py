@@ -215,10 +215,12 @@ def test_cross_dataset_evaluation(tmp_path, data_root, stub_model, capsys):
     assert "evaluated on" in text and "Evaluation protocol" in text and "Oracle" in text
     with pytest.raises(pipeline.RunDirError, match="already holds an evaluation"):
         pipeline.evaluate_dataset(run, other, progress=False)
-    code = main(["evaluate", str(run), "--dataset", str(other), "--overwrite", "--quiet"])
+    code = main(["evaluate", "--run", str(run), "--dataset", str(other), "--overwrite", "--quiet"])
     assert code == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out / "EVAL.md")
-    assert main(["evaluate", str(run), "--dataset", str(tmp_path / "nope"), "--quiet"]) == 2
+    assert (
+        main(["evaluate", "--run", str(run), "--dataset", str(tmp_path / "nope"), "--quiet"]) == 2
+    )
 
 
 def test_cross_evaluation_on_crack500_shows_published_rows(

@@ -156,7 +156,7 @@ def test_installed_wheel_runs_the_pipeline(wheel, tmp_path):
     t0 = time.perf_counter()
     proc = subprocess.run(
         [python.parent / "crackkit", "run", "--preset", "tiny", "-p", "epochs", "1"]
-        + ["--run-dir", str(run_dir)],
+        + ["--run", str(run_dir)],
         cwd=work,
         env=env,
         capture_output=True,

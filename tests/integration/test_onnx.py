@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
+import crackkit
 from crackkit.apply import predict_folder
 from crackkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crackkit.cli import main
@@ -102,7 +103,9 @@ def kit(tmp_path_factory):
     plus.write_bytes(b"an older export")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["export", str(runs["segdecnet++"]), "--out", str(plus), "--overwrite"])
+        code = main(
+            ["export", "--run", str(runs["segdecnet++"]), "--out", str(plus), "--overwrite"]
+        )
     plain = export_onnx(
         runs["segdecnet"],
         base / "exports" / "plain.onnx",
@@ -151,7 +154,7 @@ def test_metadata_round_trips(kit, architecture):
     assert meta["checkpoint"] == ckpt
     assert meta["checkpoint_epoch"] == str(state["epoch"])
     assert meta["crackkit_export_format"] == "1"
-    assert meta["crackkit_version"] == "0.1.0"
+    assert meta["crackkit_version"] == crackkit.__version__
     assert int(meta["opset"]) >= 18
     if architecture == "segdecnet++":
         assert float(meta["threshold_seg"]) == THRESHOLDS["pixel_2px"]
@@ -266,7 +269,10 @@ def test_missing_onnxruntime_names_the_extra(kit, monkeypatch, tmp_path, capsys)
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'crackkit\[onnx\]'"):
         export_onnx(kit["runs"]["segdecnet"], tmp_path / "new.onnx")
-    assert main(["export", str(kit["runs"]["segdecnet"]), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert (
+        main(["export", "--run", str(kit["runs"]["segdecnet"]), "--out", str(tmp_path / "x.onnx")])
+        == 2
+    )
     assert "pip install 'crackkit[onnx]'" in capsys.readouterr().err
     assert not (tmp_path / "new.onnx").exists() and not (tmp_path / "x.onnx").exists()
 
@@ -276,7 +282,7 @@ def test_export_refuses_to_overwrite(kit, tmp_path, capsys):
     path = kit["onnx"]["segdecnet"]
     before = path.read_bytes()
     run = str(kit["runs"]["segdecnet"])
-    assert main(["export", run, "--out", str(path)]) == 2
+    assert main(["export", "--run", run, "--out", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("crackkit: error: ")
     assert "exists" in err[0] and "--overwrite" in err[0]
@@ -284,12 +290,14 @@ def test_export_refuses_to_overwrite(kit, tmp_path, capsys):
         export_onnx(run, path)
     assert path.read_bytes() == before
 
-    assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert (
+        main(["export", "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.onnx")]) == 2
+    )
     assert capsys.readouterr().err.startswith("crackkit: error: no run folder")
     empty = tmp_path / "empty"
     (empty / "checkpoints").mkdir(parents=True)
     save_config(make_config({}, preset="tiny"), empty / "config.json")
-    assert main(["export", str(empty), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert main(["export", "--run", str(empty), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "holds no checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
 

@@ -31,9 +31,7 @@ def finished_run(module_kit_dirs):
     """One tiny pipeline run, shared by the tests of this module."""
     base = module_kit_dirs["base"]
     run_dir = base / "runs" / "tiny"
-    code = main(
-        ["run", "--preset", "tiny", "--run-dir", str(run_dir), "-p", "epochs", "2", "--quiet"]
-    )
+    code = main(["run", "--preset", "tiny", "--run", str(run_dir), "-p", "epochs", "2", "--quiet"])
     return code, run_dir
 
 
@@ -135,7 +133,7 @@ def test_finished_run_is_not_overwritten(finished_run, capsys):
     """A second run into the same folder is refused and leaves the report untouched."""
     _, run = finished_run
     before = (run / "REPORT.md").read_bytes()
-    code = main(["run", "--preset", "tiny", "--run-dir", str(run), "--quiet"])
+    code = main(["run", "--preset", "tiny", "--run", str(run), "--quiet"])
     assert code == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (run / "REPORT.md").read_bytes() == before
@@ -143,7 +141,26 @@ def test_finished_run_is_not_overwritten(finished_run, capsys):
 
 def test_bad_parameter_exits_2(tmp_path, capsys):
     """An unknown -p name stops the driver before anything runs."""
-    code = main(["run", "--preset", "tiny", "--run-dir", str(tmp_path / "r"), "-p", "lrr", "1"])
+    code = main(["run", "--preset", "tiny", "--run", str(tmp_path / "r"), "-p", "lrr", "1"])
     assert code == 2
     assert "unknown parameter 'lrr'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_run_folder_has_tensorboard_events(finished_run):
+    """RUN/tensorboard holds the per-epoch losses of history.csv, the learning rate, the
+    validation metrics, the test figures and the gallery image."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run = finished_run
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    with (run / "history.csv").open() as fh:
+        history = list(csv.DictReader(fh))
+    logged = {e.step: e.value for e in acc.Scalars("train/loss")}
+    assert logged == {int(r["epoch"]): pytest.approx(float(r["loss"])) for r in history}
+    assert len(acc.Scalars("train/lr")) == len(history)
+    assert acc.Scalars("validation/f1_2px")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert acc.Scalars("test/f1_2px")[0].value == pytest.approx(metrics["pixel_2px"]["f1"])
+    assert acc.Images("test/gallery")

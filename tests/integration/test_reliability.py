@@ -255,7 +255,7 @@ def test_cli_resume_with_a_damaged_checkpoint_fails_naming_it(dataset, tmp_path,
     last = run_dir / "checkpoints" / "last.pt"
     _foreign_checkpoint(cfg, last, "truncated")
     before = last.read_bytes()
-    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+    assert main(["run", "--resume", "--run", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "notebook 02_train.ipynb failed: CheckpointError: " in err
     assert f"checkpoint {last} is damaged or not a crackkit checkpoint" in err
@@ -382,7 +382,7 @@ def test_cli_reports_bad_data_and_keeps_the_attempt(tmp_path, capsys):
     root = make_dataset(tmp_path / "cracks")
     culprit = _replace_with_garbage(root)
     run_dir = tmp_path / "run"
-    argv = ["run", "--preset", "tiny", "--dataset", str(root), "--run-dir", str(run_dir)]
+    argv = ["run", "--preset", "tiny", "--dataset", str(root), "--run", str(run_dir)]
     assert main([*argv, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "notebook 01_prepare.ipynb failed: DatasetError" in err
@@ -411,10 +411,10 @@ def test_cli_says_how_to_resume_when_the_kernel_dies(tmp_path, capsys, monkeypat
             raise DeadKernelError("Kernel died")
 
     monkeypatch.setattr(papermill, "execute_notebook", kernel_killed_in_training)
-    assert main(["run", "--preset", "tiny", "--run-dir", str(run_dir), "--quiet"]) == 1
+    assert main(["run", "--preset", "tiny", "--run", str(run_dir), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "02_train.ipynb stopped: its kernel died (killed, or out of memory)" in err
-    assert f"continue with: crackkit run --resume {run_dir}" in err
+    assert f"continue with: crackkit run --resume --run {run_dir}" in err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,7 +442,7 @@ def test_finished_run_cannot_be_resumed(tmp_path, capsys):
     """--resume on a run with REPORT.md is refused: nothing is rerun or rewritten."""
     run_dir = tmp_path / "done"
     before = _finished(run_dir, "metrics.json", "REPORT.md")
-    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+    assert main(["run", "--resume", "--run", str(run_dir), "--quiet"]) == 2
     assert "the run is finished (REPORT.md exists)" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 

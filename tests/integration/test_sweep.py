@@ -35,7 +35,7 @@ JOBS = "2"
 
 def _sweep(parent, *extra):
     out = io.StringIO()
-    argv = ["sweep", "--preset", "tiny", "--run-dir", str(parent), "-p", "epochs", "1"]
+    argv = ["sweep", "--preset", "tiny", "--sweep-dir", str(parent), "-p", "epochs", "1"]
     argv += ["-p", "lr", "0.001,0.0001", "--seeds", "2", "--jobs", JOBS, *extra]
     with contextlib.redirect_stdout(out):
         code = main(argv)

@@ -219,14 +219,14 @@ def test_collect_and_errors(tmp_path, runs, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no run folders"):
         collect_run_dirs([tmp_path / "empty"])
-    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert main(["compare", "--run", str(tmp_path / "nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err
 
 
 def test_cli_compare_writes_out(tmp_path, runs, capsys):
-    """crackkit compare RUN... --out FILE prints the file's path."""
+    """crackkit compare --run RUN ... --out FILE prints the file's path."""
     out = tmp_path / "cmp" / "COMPARE.md"
-    dirs = [str(runs / "lr=0.001-seed0"), str(runs / "lr=0.0001-seed0")]
+    dirs = ["--run", str(runs / "lr=0.001-seed0"), "--run", str(runs / "lr=0.0001-seed0")]
     assert main(["compare", *dirs, "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)
     assert "| lr | Seeds | n |" in out.read_text()

@@ -54,7 +54,7 @@ BAD_PARAMETERS = [
 def test_cli_refuses_bad_parameters_before_creating_the_run(tmp_path, capsys, args, message):
     """crackkit run exits 2 with a message naming the parameter; no run folder is made."""
     run_dir = tmp_path / "run"
-    argv = ["run", "--run-dir", str(run_dir), *args]
+    argv = ["run", "--run", str(run_dir), *args]
     if "--preset" not in args:
         argv += ["--preset", "tiny"]
     assert main(argv) == 2

@@ -9,7 +9,10 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from crackkit import paths
 from crackkit.paths import ROOT
@@ -21,39 +24,113 @@ def _pyproject():
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_torch_pair_is_pinned():
-    """torch and torchvision are pinned as the matching pair that PyPI's torchvision needs."""
-    deps = _pyproject()["project"]["dependencies"]
-    assert "torch==2.14.1" in deps and "torchvision==0.29.1" in deps
+def _requirements(extra: str | None = None) -> list[Requirement]:
+    meta = _pyproject()["project"]
+    reqs = meta["dependencies"] if extra is None else meta["optional-dependencies"][extra]
+    return [Requirement(r) for r in reqs]
 
 
-def test_environment_yml_agrees_with_pyproject():
-    """environment.yml pins the same torch pair and installs the project itself from pyproject."""
+def _constraints() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt pins exact versions, got {line!r}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+@pytest.mark.parametrize("extra", [None, "onnx", "docs", "test"])
+def test_dependencies_are_ranges_not_pins(extra):
+    """The package's metadata holds ranges a library can live with: a lower bound and an upper
+    bound below the next major; no exact pin (the extras included)."""
+    for req in _requirements(extra):
+        if req.name == "crackkit":
+            continue
+        ops = {s.operator for s in req.specifier}
+        assert "==" not in ops and "===" not in ops, f"{req} is an exact pin"
+        assert ">=" in ops and "<" in ops, f"{req} needs a lower and an upper bound"
+
+
+def test_constraints_pin_the_tested_versions_inside_the_ranges():
+    """constraints.txt pins every declared dependency at a version its range admits, so the
+    lower bounds name releases that were installed and tested here."""
+    pins = _constraints()
+    for extra in (None, "onnx", "docs", "test"):
+        for req in _requirements(extra):
+            if req.name == "crackkit":
+                continue
+            name = canonicalize_name(req.name)
+            assert name in pins, f"constraints.txt lacks {req.name}"
+            assert req.specifier.contains(pins[name]), f"{req.name}=={pins[name]} outside {req}"
+
+
+def test_make_installs_with_the_constraints():
+    """make installs the measured environment: every pip install of the Makefile takes -c
+    constraints.txt, and the test install brings the docs tools."""
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line and "-e" in line]
+    assert installs and all("-c constraints.txt" in line for line in installs)
+    assert any(".[test]" in line for line in installs)
+    test_extra = {r.name: r for r in _requirements("test")}
+    assert "docs" in test_extra["crackkit"].extras and "onnx" in test_extra["crackkit"].extras
+
+
+def test_python_versions():
+    """Any current Python from 3.11 on; the classifiers name the three that were verified."""
+    meta = _pyproject()["project"]
+    assert meta["requires-python"] == ">=3.11"
+    classifiers = meta["classifiers"]
+    for minor in (11, 12, 13):
+        assert f"Programming Language :: Python :: 3.{minor}" in classifiers
+
+
+def test_no_torchvision():
+    """torchvision is not a dependency: nothing imports it."""
+    names = {canonicalize_name(r.name) for r in _requirements()}
+    assert "torchvision" not in names
+    sources = [p.read_text() for p in (ROOT / "crackkit").rglob("*.py")]
+    assert not any("import torchvision" in s or "from torchvision" in s for s in sources)
+
+
+def test_environment_yml_installs_the_constraints():
+    """environment.yml installs the project with the same constraints file."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    pins = {p for p in pip if "==" in p}
-    deps = set(_pyproject()["project"]["dependencies"])
-    assert pins <= deps, pins - deps
-    assert {"torch==2.14.1", "torchvision==0.29.1"} <= pins
-    assert any(p.startswith("-e .") for p in pip)
+    assert "-c constraints.txt" in pip and any(p.startswith("-e .") for p in pip)
 
 
 def test_requested_dependencies_are_declared():
     """Every dependency the kit is built on is declared in pyproject."""
-    names = {
-        d.split("=")[0].split(">")[0].split("<")[0] for d in _pyproject()["project"]["dependencies"]
-    }
+    names = {r.name for r in _requirements()}
     assert {
         "torch",
-        "torchvision",
         "numpy",
         "scikit-image",
         "scikit-learn",
         "matplotlib",
         "jupyterlab",
         "papermill",
+        "tensorboard",
+        "pyyaml",
     } <= names
+
+
+def test_version_has_one_source(capsys):
+    """crackkit.__version__ and crackkit --version are pyproject's version, and CHANGELOG.md
+    has its section."""
+    import crackkit
+    from crackkit.cli import main
+
+    version = _pyproject()["project"]["version"]
+    assert crackkit.__version__ == version
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"crackkit {version}"
+    assert f"## {version}" in (ROOT / "CHANGELOG.md").read_text()
 
 
 def test_ci_and_readme_use_make_test():

@@ -184,7 +184,7 @@ def test_run_command_round_trips_through_the_cli(tmp_path):
         assert args.run_dir == str(run.run_dir) and not args.overwrite
         assert config_from_arguments(args) == run.config
     run.action = "resume"
-    assert run_command(run)[-2:] == ["--resume", str(run.run_dir)]
+    assert run_command(run)[-3:] == ["--resume", "--run", str(run.run_dir)]
     run.action = "restart"
     assert "--overwrite" in run_command(run)
 
@@ -240,7 +240,7 @@ def test_failing_run_is_reported_and_the_sweep_goes_on(tmp_path, jobs):
 def test_cli_bad_value_exits_2_and_creates_nothing(tmp_path, capsys):
     """crackkit sweep with a bad value stops before any folder is made."""
     parent = tmp_path / "sw"
-    code = main(["sweep", "--preset", "tiny", "--run-dir", str(parent), "-p", "lr", "0.1,-2"])
+    code = main(["sweep", "--preset", "tiny", "--sweep-dir", str(parent), "-p", "lr", "0.1,-2"])
     assert code == 2
     assert "parameter 'lr' got -2.0" in capsys.readouterr().err
     assert not parent.exists()
@@ -249,7 +249,7 @@ def test_cli_bad_value_exits_2_and_creates_nothing(tmp_path, capsys):
 def test_cli_dry_run_prints_the_plan(tmp_path, capsys):
     """--dry-run lists every run and its action and writes nothing."""
     parent = tmp_path / "sw"
-    argv = ["sweep", "--preset", "tiny", "--run-dir", str(parent), "-p", "dilate", "1,3"]
+    argv = ["sweep", "--preset", "tiny", "--sweep-dir", str(parent), "-p", "dilate", "1,3"]
     assert main(argv + ["--seeds", "0,5", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "4 runs" in out and "start    dilate=3-seed5" in out
@@ -280,7 +280,7 @@ def test_cli_interrupt_exits_130(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(crackkit.sweep, "run_sweep", interrupted)
-    code = main(["sweep", "--preset", "tiny", "--run-dir", str(tmp_path / "sw")])
+    code = main(["sweep", "--preset", "tiny", "--sweep-dir", str(tmp_path / "sw")])
     assert code == 130
     assert "run the same command again" in capsys.readouterr().err
 

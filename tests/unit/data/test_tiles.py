@@ -252,7 +252,7 @@ def test_cli_tiles_reuse_an_existing_cfd_import(tmp_path, capsys):
         root / "processed" / "cfd",
         {"name": "cfd", "crack_values": [2, 4], "license": LICENSE, "created": "t0"},
     )
-    argv = ["--root", str(root), "--no-progress", "--tiles", "64", "128"]
+    argv = ["--root", str(root), "--quiet", "--tiled-copy", "64", "128"]
     assert _cli(argv) == 0
     out = capsys.readouterr().out
     dest = root / "processed" / "cfd-tiles-64x128"
@@ -265,9 +265,9 @@ def test_cli_tiles_reuse_an_existing_cfd_import(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert _cli([*argv, "--crack-values", "2"]) == 2
     assert "imported with crack values [2, 4], not [2]" in capsys.readouterr().err
-    assert _cli(["--root", str(root), "--tiles", "64", "64"]) == 2
+    assert _cli(["--root", str(root), "--tiled-copy", "64", "64"]) == 2
     assert "tile 64x64" in capsys.readouterr().err
     assert _cli(["--root", str(root), "--tile-margin", "4"]) == 2
-    assert "--tile-margin needs --tiles" in capsys.readouterr().err
-    assert _cli(["--root", str(root), "--tiles", "64", "128", "--tile-margin", "-1"]) == 2
+    assert "--tile-margin needs --tiled-copy" in capsys.readouterr().err
+    assert _cli(["--root", str(root), "--tiled-copy", "64", "128", "--tile-margin", "-1"]) == 2
     assert "margin -1" in capsys.readouterr().err
