@@ -175,6 +175,11 @@ class RunConfig:
     # label only), and how many positive training images are used at all. Which ones is drawn
     # from segmented_seed, or read from segmented_list (crackkit.data.supervision).
     num_segmented: int | None = field(default=None, metadata=_range(0))
+    # With no segmented positive to train the segmentation on cracks (num_segmented 0, or
+    # image-level labels only), train as a weakly supervised classifier: dynamic balancing and
+    # gradient-flow adjustment off (crackkit.data.supervision.training_config). False keeps them
+    # as set (the published N_0 runs turn off dynamic balancing only).
+    no_mask_switches: bool = True
     train_num: int | None = field(default=None, metadata=_range(1))
     segmented_seed: int = field(default=0, metadata=_range(0))
     segmented_list: str = ""
@@ -660,6 +665,12 @@ DEVIATIONS.update(
             "mask (training, validation and test) at its native size before resizing, so its "
             "evaluation counts against dilated ground truth",
         ),
+        "no_mask_switches": (
+            False,
+            "with no segmented positive, gradient-flow adjustment is turned off as well as "
+            "dynamic balancing, so the decision loss trains the whole network; the published "
+            "N_0 runs turn off dynamic balancing only",
+        ),
         "decision_target": (
             "mask_max",
             "the decision head learns the image label; the original's target is the maximum of "
@@ -682,6 +693,7 @@ DEVIATION_APPLIES: dict[str, Any] = {
     "weighted_seg_loss_dmax": lambda cfg: cfg.weighted_seg_loss,
     "dilate_mode": lambda cfg: cfg.dilate > 1,
     "decision_target": lambda cfg: cfg.architecture == "segdecnet",
+    "no_mask_switches": lambda cfg: cfg.num_segmented == 0 and cfg.gradient_adjustment,
 }
 
 

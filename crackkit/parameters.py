@@ -87,6 +87,8 @@ PARAMETER_HELP: dict[str, str] = {
     "of the original code (not a resume)",
     "num_segmented": "positive training images that keep their pixel masks; the others train from "
     "their image-level label (all: every one)",
+    "no_mask_switches": "with no segmented positive, turn dynamic balancing and gradient-flow "
+    "adjustment off (a weakly supervised classifier)",
     "train_num": "positive training images used at all (all: every one)",
     "segmented_seed": "seed of the draw of the segmented and used positives (apart from seed)",
     "segmented_list": "a file naming the segmented positives (stems, or a run's segmented.csv) "

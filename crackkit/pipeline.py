@@ -26,7 +26,7 @@ from crackkit.data.dataset import (
     split_summary,
 )
 from crackkit.data.folder import DatasetError, Sample, read_image, scan_split
-from crackkit.data.supervision import Supervision, select_supervision
+from crackkit.data.supervision import Supervision, select_supervision, training_config
 from crackkit.evaluate import evaluate
 from crackkit.files import atomic_write_json, write_csv
 from crackkit.report import plot_gallery, render_eval, render_report
@@ -176,7 +176,7 @@ def _log_original_header(
 ) -> None:
     """The seed fork's parameter block and data set lines, at the start of the run log."""
     block = original_log.parameter_block(
-        cfg,
+        training_config(cfg, sup.n_segmented),
         dataset_name=ORIGINAL_DATASET_NAMES.get(cfg.dataset, cfg.dataset),
         dataset_path=str(prepared.root),
         n_segmented=sup.n_segmented,

@@ -36,6 +36,7 @@ from crackkit.config import RunConfig, config_diff
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import Sample
 from crackkit.data.sampling import FrequencySampler
+from crackkit.data.supervision import training_config
 from crackkit.ema import WeightEMA
 from crackkit.evaluate import evaluate
 from crackkit.files import write_csv
@@ -284,8 +285,14 @@ def train(
         device = torch.device("cuda", dist_info.local_rank)
     main = dist_info.is_main
     seed_everything(cfg.seed, device)
-    model, placement = model_for(cfg, device)
     train_ds = CrackDataset(splits["train"], cfg, train=True)
+    switches = training_config(cfg, train_ds.n_segmented_positive)
+    if switches is not cfg:
+        log(
+            "No positive training image is segmented: training as a weakly supervised "
+            "classifier, dynamic balancing and gradient-flow adjustment off (no_mask_switches)"
+        )
+    model, placement = model_for(switches, device)
     fresh = not (resume and checkpoints.last.exists())
     prior = cfg.seg_prior_init and fresh and init is None
     if init is not None and fresh:
@@ -315,7 +322,7 @@ def train(
     optimizer = build_optimizer(cfg, model)
     n_pos = sum(train_ds.labels)
     loss_fn = SegDecLoss.from_config(
-        cfg, crack_fraction=fraction, n_positive=n_pos, n_negative=len(train_ds.labels) - n_pos
+        switches, crack_fraction=fraction, n_positive=n_pos, n_negative=len(train_ds.labels) - n_pos
     )
     if cfg.bce_loss_w:
         log(
@@ -387,7 +394,7 @@ def train(
             log(original_log.saving_line(path))
         seg_w, dec_w = loss_fn.weights(epoch)
         if main:
-            multiplier = 0 if cfg.gradient_adjustment else 1
+            multiplier = 0 if switches.gradient_adjustment else 1
             for line in original_log.weight_lines(seg_w, dec_w, multiplier):
                 log(line)
         sampler.set_epoch(epoch)

@@ -175,6 +175,8 @@ def test_train_num_and_no_segmented_positive(data, tmp_path):
     assert len(table) == 7 and sorted(table.values()) == [0, 0, 0, 1, 1, 1, 1]
     log = (run_dir / "run.log").read_text()
     assert "Segmentation prior: skipped, no positive training image is segmented" in log
+    assert "training as a weakly supervised classifier" in log
+    assert "Returning dec_gradient_multiplier 1" in log
     report = report_run(run_dir).read_text()
     assert "Positives (segmented / image-level only)" in report
     assert "| Train | 3 (0 / 3) | 4 | 7 |" in report

@@ -340,3 +340,20 @@ def test_evaluation_counts_pixels_of_images_with_masks_only(weak_folder):
     for key in ("pixel_2px_oracle", "pixel_oracle", "dice_oracle", "ods"):
         assert with_weak[key] == without[key], key
     assert with_weak["loss_seg"] == pytest.approx(without["loss_seg"] * 4 / 5, rel=1e-5)
+
+
+def test_no_segmented_positive_trains_a_weakly_supervised_classifier():
+    """With no segmented positive, dynamic balancing and gradient adjustment are off (unless
+    no_mask_switches is off); with one segmented positive nothing changes."""
+    from crackkit.data.supervision import training_config
+
+    cfg = make_config({"num_segmented": 0})
+    switched = training_config(cfg, 0)
+    assert (switched.dyn_balanced_loss, switched.gradient_adjustment) == (False, False)
+    assert training_config(cfg, 1) is cfg
+    kept = cfg.replace(no_mask_switches=False)
+    assert training_config(kept, 0) is kept
+    from crackkit.config import deviations
+
+    assert "no_mask_switches" in deviations(cfg)
+    assert "no_mask_switches" not in deviations(make_config())
