@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants:
         group = [r for r in rows if r["variant"] == name]
 
-        def cell(key: str) -> str:
+        def cell(key: str, group: list[dict] = group) -> str:
             values = [r[key] for r in group if r[key] is not None]
             if len(values) > 1:
                 return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
