@@ -96,6 +96,10 @@ class RunConfig:
     # probability from 0.433 to 0.020, the ECE from 0.423 to 0.012 and the test 2px F1 from
     # 0.838 to 0.848 (benchmarks/real_data.py); the crack500 and synthetic presets keep it off.
     seg_prior_init: bool = True
+    # Not in the original code: start the decision head's linear layer at the segmentation's
+    # strongest response (weight 1 on the global maximum of the segmentation logits, 0 elsewhere;
+    # crackkit.model.init_decision_prior) instead of at random.
+    dec_prior_init: bool = False
     # Training (the seed report's table)
     batch_size: int = field(default=4, metadata=_range(1))
     # 10: a folder of about 100 training images of 320x480 trains, validates, tests and
@@ -664,6 +668,12 @@ DEVIATIONS.update(
             "dilation of the training masks only, at the input size; the original dilates every "
             "mask (training, validation and test) at its native size before resizing, so its "
             "evaluation counts against dilated ground truth",
+        ),
+        "dec_prior_init": (
+            False,
+            "the decision head's linear layer starts at weight 1 on the segmentation's maximum "
+            "logit and 0 elsewhere (the decision starts as the segmentation's strongest "
+            "response); the original starts it at random",
         ),
         "no_mask_switches": (
             False,

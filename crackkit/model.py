@@ -74,6 +74,7 @@ __all__ = [
     "load_original",
     "original_key_shapes",
     "init_segmentation_prior",
+    "init_decision_prior",
     "segmentation_bias",
 ]
 
@@ -377,6 +378,20 @@ def init_segmentation_prior(model: nn.Module, crack_fraction: float) -> float:
     value = math.log(p / (1.0 - p))
     segmentation_bias(model).fill_(value)
     return value
+
+
+@torch.no_grad()
+def init_decision_prior(model: nn.Module) -> None:
+    """Start the decision at the segmentation's strongest response: the linear layer's weights 0
+    but 1 on the global maximum of the segmentation logits, its bias 0, so that the first
+    decision logit is that maximum (an image is as cracked as its most crack-like pixel) and the
+    decision head learns from there. The original initialises the layer at random (PyTorch's
+    default), so its decision starts near chance and follows the segmentation only as fast as the
+    layer learns to read it."""
+    fc = model.decision.fc
+    fc.weight.zero_()
+    fc.bias.zero_()
+    fc.weight[0, 64] = 1.0  # [max features (32), mean features (32), max seg, mean seg]
 
 
 def build_model(

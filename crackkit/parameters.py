@@ -27,6 +27,8 @@ __all__ = [
 PARAMETER_HELP: dict[str, str] = {
     "dataset": "'synthetic' (generated), a prepared name under data/processed (crack500, cfd) "
     "or a folder with train/, val/, test/ holding images/ and masks/",
+    "dec_prior_init": "start the decision at the segmentation's maximum logit (the linear layer's "
+    "weight 1 there, 0 elsewhere) instead of at random",
     "input_channels": "1 (grayscale) or 3 (RGB) input channels",
     "input_height": "height every image is resized to (a multiple of 8; 64 at least)",
     "input_width": "width every image is resized to (a multiple of 8; 128 at least at height 64)",

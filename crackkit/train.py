@@ -42,7 +42,7 @@ from crackkit.evaluate import evaluate
 from crackkit.files import write_csv
 from crackkit.inference import to_input
 from crackkit.losses import SegDecLoss
-from crackkit.model import init_segmentation_prior, segmentation_bias
+from crackkit.model import init_decision_prior, init_segmentation_prior, segmentation_bias
 from crackkit.runtime import (
     Placement,
     autocast,
@@ -306,6 +306,9 @@ def train(
                 "Segmentation prior: skipped, the loaded weights keep their output bias "
                 f"({float(segmentation_bias(model).detach().reshape(-1)[0]):.4f})"
             )
+    if cfg.dec_prior_init and fresh and init is None:
+        init_decision_prior(model)
+        log("Decision prior: the decision starts at the segmentation's maximum logit")
     needs_fraction = cfg.bce_loss_w or prior
     fraction = train_ds.crack_fraction() if needs_fraction else None  # reads every known mask
     if prior and train_ds.n_segmented_positive == 0:
