@@ -710,6 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="required: you trust the file, which is unpickled in full",
     )
     convert.add_argument("--out", help="write the converted checkpoint here (default: FILE)")
+    convert.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing but errors (the path is printed)"
+    )
     convert.set_defaults(func=_cmd_checkpoint)
     _debug_everywhere(parser)
     return parser

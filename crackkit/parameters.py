@@ -13,7 +13,7 @@ import typing
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from crackkit.config import DEVIATIONS, PRESETS, ConfigError, RunConfig
+from crackkit.config import ALL_FIELDS, DEVIATIONS, PRESETS, ConfigError, RunConfig
 
 __all__ = [
     "PARAMETER_HELP",
@@ -163,9 +163,11 @@ def describe_parameters(preset: str | None = None) -> list[Parameter]:
         rows.append(
             Parameter(
                 name=f.name,
-                type=getattr(hints[f.name], "__name__", str(hints[f.name])),
+                type="int or 'all'"
+                if f.name in ALL_FIELDS
+                else getattr(hints[f.name], "__name__", str(hints[f.name])),
                 default=default,
-                allowed=_allowed(f.metadata),
+                allowed=_allowed(f.metadata) + (", or all" if f.name in ALL_FIELDS else ""),
                 preset=values.get(f.name),
                 deviation=deviation,
                 published=published,
@@ -176,6 +178,8 @@ def describe_parameters(preset: str | None = None) -> list[Parameter]:
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "all"
     if isinstance(value, str):
         return repr(value)
     return str(value)

@@ -738,9 +738,6 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         "--no-progress", dest="quiet", action=DeprecatedOption, nargs=0, const=True, new="--quiet"
     )
     parser.add_argument(
-        "--no-progress", dest="quiet", action=DeprecatedOption, nargs=0, const=True, new="--quiet"
-    )
-    parser.add_argument(
         "--tiles", dest="tiles", type=int, nargs=2, action=DeprecatedOption, new="--tiled-copy H W"
     )
     parser.add_argument(

@@ -42,7 +42,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -435,10 +434,9 @@ class _Transfer:
                         f"the download from {url} is not a whole archive ({exc}); the partial "
                         f"file {self.part} was deleted"
                     ) from None
-                print(
-                    f"warning: {self.part.name} failed verification ({exc}); deleted, "
-                    "downloading again from the start",
-                    file=sys.stderr,
+                _log.warning(
+                    f"{self.part.name} failed verification ({exc}); deleted, "
+                    "downloading again from the start"
                 )
                 self.restarted = True
         os.replace(self.part, output_file)
@@ -604,12 +602,11 @@ def download(
             ) from None
     if expected is None:
         actual = sha256_file(dest)
-        print(
-            f"WARNING: nothing was verified: no SHA-256 is pinned for {dest.name}, so its bytes "
+        _log.warning(
+            f"nothing was verified: no SHA-256 is pinned for {dest.name}, so its bytes "
             "may differ from the authors' (that it is a whole archive is all that was checked). "
             f"SHA-256 seen: {actual}; the import records it in dataset.json, and --sha256 "
-            f"{actual} pins it for the next download.",
-            file=sys.stderr,
+            f"{actual} pins it for the next download."
         )
     return dest
 

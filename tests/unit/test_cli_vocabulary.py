@@ -42,11 +42,21 @@ def test_every_command_is_listed():
     parser = build_parser()
     text = parser.format_help()
     tops = {name.split()[0] for name in COMMANDS}
-    assert tops == {"run", "params", "data", "predict", "evaluate", "export", "sweep", "compare"}
+    assert tops == {
+        "run",
+        "params",
+        "data",
+        "predict",
+        "evaluate",
+        "export",
+        "sweep",
+        "compare",
+        "checkpoint",
+    }
     for name in tops:
-        assert f"    {name} " in text, name
+        assert re.search(rf"^    {name}\b", text, re.M), name
     assert "``" not in text and ":func:" not in text and "``" not in DESCRIPTION
-    assert "Exit status: 0 success, 1" in text
+    assert "exit status:" in text and "  2    bad input or usage" in text
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -121,7 +131,7 @@ def test_positional_run_folder_is_deprecated(tmp_path, capsys):
     code = main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert "the positional RUN_DIR of 'export' is deprecated" in err and "use --run DIR" in err
-    assert code == 1 and "no run folder" in err
+    assert code == 2 and "no run folder" in err
 
 
 def test_compare_positional_and_run(tmp_path, capsys):
@@ -136,10 +146,10 @@ def test_resume_old_spelling(tmp_path, capsys):
     """run --resume DIR (0.1) is read as --resume --run DIR, with a warning."""
     code = main(["run", "--resume", str(tmp_path / "missing"), "-q"])
     err = capsys.readouterr().err
-    assert "use --resume --run RUN_DIR" in err and "cannot resume" in err and code == 1
+    assert "use --resume --run RUN_DIR" in err and "cannot resume" in err and code == 2
     code = main(["run", "--resume", "--run", str(tmp_path / "missing"), "-q"])
     err = capsys.readouterr().err
-    assert "deprecated" not in err and "cannot resume" in err and code == 1
+    assert "deprecated" not in err and "cannot resume" in err and code == 2
     assert main(["run", "--resume", "-q"]) == 2
     assert "--resume needs the run folder" in capsys.readouterr().err
 

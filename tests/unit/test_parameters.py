@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from crackkit.config import DEVIATIONS, PRESETS, ConfigError, RunConfig, make_config
+from crackkit.config import ALL_FIELDS, DEVIATIONS, PRESETS, ConfigError, RunConfig, make_config
 from crackkit.parameters import (
     PARAMETER_HELP,
     describe_parameters,
@@ -28,7 +28,8 @@ def test_rows_hold_what_runconfig_holds():
     assert list(rows) == [f.name for f in fields(RunConfig)]
     for name, row in rows.items():
         assert row.default == getattr(default, name), name
-        assert row.type == type(getattr(default, name)).__name__, name
+        expected = "int or 'all'" if name in ALL_FIELDS else type(getattr(default, name)).__name__
+        assert row.type == expected, name
     assert rows["optimizer"].allowed == "adam, sgd"
     assert rows["lr"].allowed == "> 0.0"
     assert rows["momentum"].allowed == ">= 0.0 and <= 1.0"
