@@ -6,7 +6,8 @@
 
 * ``error``: the run would stop on it (:func:`crackkit.pipeline.prepare` refuses the data set):
   a missing split or folder, an unsupported file or a subfolder, two files of one stem, an image
-  without a mask (unless negatives without masks are allowed), a mask without an image, an
+  with neither mask nor label (unless negatives without masks are allowed), a malformed
+  ``labels.csv`` or a label that contradicts its mask, a mask without an image, an
   unreadable or truncated file, a mask that is not binary or not of its image's size, a training
   split without crack pixels;
 * ``warning``: the run goes on, but the result may not be what was meant: no ``val`` split (15 %
@@ -32,10 +33,12 @@ from tqdm.auto import tqdm
 
 from crackkit.data.folder import (
     IMAGE_EXTENSIONS,
+    LABELS_FILE,
     SPLITS,
     DatasetError,
     image_size,
     read_image,
+    read_labels,
     read_mask,
     visible_entries,
 )
@@ -70,6 +73,7 @@ class SplitStats:
     positives: int = 0
     negatives: int = 0
     unreadable: int = 0
+    image_level: int = 0
     sizes: Counter = field(default_factory=Counter)
 
 
@@ -122,8 +126,9 @@ class CheckReport:
             )
             more = f" and {len(s.sizes) - 4} more sizes" if len(s.sizes) > 4 else ""
             out.append(
-                f"  {name}: {s.images} images, {s.positives} with cracks, {s.negatives} "
-                f"crack-free"
+                f"  {name}: {s.images} images, {s.positives} with cracks"
+                + (f" ({s.image_level} by label only)" if s.image_level else "")
+                + f", {s.negatives} crack-free"
                 + (f", {s.unreadable} unreadable" if s.unreadable else "")
                 + (f"; sizes (HxW) {sizes}{more}" if sizes else "")
             )
@@ -185,10 +190,17 @@ def _check_split(
         findings.append(Finding(ERROR, "folder not found; each split needs images/", images_dir))
         return
     images = _files(images_dir, findings)
+    labels_path = split_dir / LABELS_FILE
+    declared: dict[str, bool] = {}
+    if labels_path.is_file():
+        try:
+            declared = read_labels(labels_path, images)
+        except DatasetError as exc:
+            findings.append(Finding(ERROR, _reason(exc, labels_path), labels_path))
     masks: dict[str, Path] = {}
     if masks_dir.is_dir():
         masks = _files(masks_dir, findings)
-    elif not negatives_without_mask:
+    elif not negatives_without_mask and not declared:
         findings.append(
             Finding(
                 ERROR,
@@ -218,12 +230,19 @@ def _check_split(
         scan.digests[_digest(image)].append(image)
         mask_path = masks.get(stem)
         if mask_path is None:
-            if not negatives_without_mask and masks_dir.is_dir():
+            if stem in declared:  # an image-level label (mixed supervision)
+                labels[image] = declared[stem]
+                stats.positives += declared[stem]
+                stats.image_level += declared[stem]
+                stats.negatives += not declared[stem]
+                continue
+            if not negatives_without_mask:
                 findings.append(
                     Finding(
                         ERROR,
-                        "an image without a mask; give a crack-free image an all-zero mask, or "
-                        "allow negatives_without_mask",
+                        "an image with neither a mask nor a label; give a crack-free image an "
+                        f"all-zero mask, declare image-level labels in {LABELS_FILE}, or allow "
+                        "negatives_without_mask",
                         image,
                     )
                 )
@@ -249,6 +268,16 @@ def _check_split(
         if mask_path.suffix.lower() in (".jpg", ".jpeg"):
             jpeg_masks += 1
         positive = bool(mask.any())
+        if stem in declared and declared[stem] != positive:
+            findings.append(
+                Finding(
+                    ERROR,
+                    f"{stem!r} is labelled {int(declared[stem])} but its mask "
+                    + ("marks crack pixels" if positive else "is empty (crack-free)"),
+                    labels_path,
+                )
+            )
+            continue
         labels[image] = positive
         stats.positives += positive
         stats.negatives += not positive

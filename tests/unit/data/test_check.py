@@ -66,7 +66,7 @@ def test_every_error_is_reported_at_once(tmp_path, capsys):
         "train1.png",
         "notes.txt",
     }
-    assert "without a mask" in errors["train0.png"]
+    assert "with neither a mask nor a label" in errors["train0.png"]
     assert "without an image" in errors["ghost.png"]
     assert "not binary" in errors["val0.png"]
     assert "8x8" in errors["test1.png"] and "16x24" in errors["test1.png"]
@@ -141,3 +141,35 @@ def test_missing_splits_and_bad_path(tmp_path, capsys):
     assert any("split folder 'test' not found" in f.message for f in report.errors)
     assert main(["data", "check", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_labels_csv_is_checked(tmp_path):
+    """Image-level labels count as positives 'by label only'; a label that contradicts its mask
+    and a malformed labels.csv are errors naming labels.csv."""
+    import numpy as np
+
+    from crackkit.data.check import check_folder
+    from crackkit.data.folder import write_sample
+
+    for split in ("train", "val", "test"):
+        image = np.full((64, 128, 3), 190, np.uint8)
+        mask = np.zeros((64, 128), bool)
+        mask[10:12, 5:90] = True
+        write_sample(tmp_path, split, "a", image, mask, image_ext=".png")
+        write_sample(tmp_path, split, "b", image, np.zeros_like(mask), image_ext=".png")
+        (tmp_path / split / "masks" / "b.png").unlink()
+        (tmp_path / split / "labels.csv").write_text("image,label\nb,1\n")
+    report = check_folder(tmp_path, progress=False)
+    assert report.ok and report.splits["train"].image_level == 1
+    assert "(1 by label only)" in "\n".join(report.lines())
+    (tmp_path / "train" / "labels.csv").write_text("image,label\nb,1\na,0\n")
+    report = check_folder(tmp_path, progress=False)
+    assert any(
+        "'a' is labelled 0 but its mask marks crack pixels" in f.message for f in report.errors
+    )
+    (tmp_path / "train" / "labels.csv").write_text("image,label\nb,7\n")
+    errors = check_folder(tmp_path, progress=False).errors
+    assert any(
+        f.path == tmp_path / "train" / "labels.csv" and "must be 0 or 1" in f.message
+        for f in errors
+    )
