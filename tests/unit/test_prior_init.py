@@ -61,3 +61,20 @@ def test_the_prior_is_a_named_deviation_on_by_default_off_in_the_seed_presets():
     for preset in ("crack500", "synthetic"):
         assert "seg_prior_init" not in deviations(make_config(preset=preset))
         assert make_config(preset=preset).seg_prior_init is False
+
+
+@pytest.mark.parametrize("architecture", ["segdecnet", "segdecnet-up", "segdecnet++"])
+def test_decision_prior_starts_at_the_segmentation_maximum(architecture):
+    """dec_prior_init: the first decision logit is the maximum segmentation logit (the
+    linear layer reads only that), for every published network; a named deviation."""
+    import torch
+
+    from crackkit.model import build_model, init_decision_prior
+
+    torch.manual_seed(0)
+    model = build_model(architecture, 3, 64, 128).eval()
+    init_decision_prior(model)
+    with torch.no_grad():
+        dec, seg = model(torch.rand(2, 3, 64, 128))
+    torch.testing.assert_close(dec[:, 0], seg.amax(dim=(1, 2, 3)))
+    assert "dec_prior_init" in deviations(make_config({"dec_prior_init": True}))
