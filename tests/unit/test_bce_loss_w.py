@@ -93,9 +93,11 @@ def test_calibrated_form_follows_the_published_gradients(architecture):
     init_segmentation_prior(calibrated, f)
     kw = dict(crack_fraction=f, n_positive=3, n_negative=1)
     loss_p = SegDecLoss.from_config(
-        make_config({"bce_loss_w": True, "seg_prior_init": False}), **kw
+        make_config({"bce_loss_w": True, "seg_prior_init": False, "dyn_balanced_loss": True}), **kw
     )
-    loss_c = SegDecLoss.from_config(make_config({"bce_loss_w": True}), **kw)
+    loss_c = SegDecLoss.from_config(
+        make_config({"bce_loss_w": True, "dyn_balanced_loss": True}), **kw
+    )
     x = torch.rand(4, 3, 64, 128)
     masks = torch.zeros(4, 1, 64, 128)
     masks[:3, :, 20:23, 10:90] = 1.0
