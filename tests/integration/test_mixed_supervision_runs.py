@@ -23,7 +23,7 @@ from crackkit.pipeline import evaluate_run, prepare, report_run, supervise, trai
 from crackkit.run import Run
 
 H, W = 32, 48
-TIMING = ("time_s", "val_time_s")
+TIMING = ("time_s", "val_time_s", "compute_s")
 PARAMS = {"epochs": 2, "validation_every": 1, "batch_size": 2, "eval_batch_size": 4}
 
 

@@ -32,7 +32,7 @@ from crackkit.specs import CHECKPOINT_FORMAT as F2
 from crackkit.train import NonFiniteLossError
 
 H, W = 32, 48
-TIMING_COLUMNS = ("time_s", "val_time_s")
+TIMING_COLUMNS = ("time_s", "val_time_s", "compute_s")
 RUN_PARAMS = {
     "epochs": 2,
     "validation_every": 1,
