@@ -184,7 +184,7 @@ def plot_samples(samples: list, cfg: RunConfig, path: Path, n: int = 6) -> Path:
     fig = Figure(figsize=(2.6 * len(ds), 2.6 * cfg.input_height / cfg.input_width + 0.4))
     axes = fig.subplots(1, len(ds), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        image, mask = ds.read(i)
+        image, mask = ds.read(i, as_fed=False)
         rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image.copy()
         rgb[mask] = (255, 40, 40)
         ax.imshow(rgb)

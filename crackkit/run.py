@@ -176,7 +176,7 @@ def _acquire(path: Path) -> _Held:
             raise RunDirError(
                 f"{path} is in use by another crackkit process (pid {holder.get('pid', '?')} on "
                 f"{holder.get('host', '?')}, since {holder.get('started', '?')}); wait for it to "
-                "finish, or choose another --run-dir"
+                "finish, or choose another --run DIR"
             ) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino

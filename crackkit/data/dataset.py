@@ -246,7 +246,7 @@ class CrackDataset(Dataset):
         self.samples = list(samples)
         self.cfg = cfg
         self.train = train
-        self.augment = bool(cfg.augmentation and (train if augment is None else augment))
+        self.augment = bool((train if augment is None else augment) and cfg.augmentation)
         self.epoch = 0
         self.labels = [bool(s.positive) for s in self.samples]
         self.segmented = [s.segmented for s in self.samples]
@@ -293,18 +293,20 @@ class CrackDataset(Dataset):
         left = int(rng.integers(0, self.cfg.input_width - w + 1))
         return top, left, h, w
 
-    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, index: int, *, as_fed: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Image uint8 (H, W, C) in the configured channel order and mask bool (H, W), at the
-        configured input size (masks dilated at native size for ``dilate_mode="original"``)."""
+        configured input size (masks dilated at native size for ``dilate_mode="original"``).
+
+        ``as_fed=False`` gives the data as annotated, for pictures: RGB, masks undilated."""
         sample = self.samples[index]
         image = read_image(sample.image, self.cfg.input_channels)
-        if self.cfg.channel_order == "bgr" and image.shape[-1] == 3:
+        if as_fed and self.cfg.channel_order == "bgr" and image.shape[-1] == 3:
             image = image[..., ::-1]
         if sample.mask is None:
             mask = np.zeros(image.shape[:2], dtype=bool)
         else:
             mask = read_mask(sample.mask, shape=image.shape[:2])
-            if self.cfg.dilate_mode == "original":
+            if as_fed and self.cfg.dilate_mode == "original":
                 mask = dilate_mask(mask, self.cfg.dilate)
         size = (self.cfg.input_height, self.cfg.input_width)
         if image.shape[:2] != size:

@@ -59,7 +59,7 @@ def test_the_log_reads_as_the_seed_log(source_run):
         "NUM_SEGMENTED             : 3",
         "TRAIN: Number of positives: 3, Number of negatives: 1, Sum: 4",
         "VAL: Number of positives: 3, Number of negatives: 1, Sum: 4",
-        "Returning seg_loss_weight 1.0 and dec_loss_weight 0.0",
+        "Returning seg_loss_weight 1.0 and dec_loss_weight 1.0",  # dyn_balanced_loss off
         "Returning dec_gradient_multiplier 0",
         "Epoch 1/1 ==> avg_loss_seg=",
         "Last computing learning rate by optimizer: 0.001",

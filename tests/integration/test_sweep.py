@@ -200,7 +200,7 @@ def ray_head(tmp_path_factory):
 
 def _sweep_child(parent, *extra):
     argv = [sys.executable, "-m", "crackkit.cli", "sweep", "--preset", "tiny"]
-    argv += ["--run-dir", str(parent), "-p", "epochs", "1", "-p", "lr", "0.001,0.0001"]
+    argv += ["--sweep-dir", str(parent), "-p", "epochs", "1", "-p", "lr", "0.001,0.0001"]
     argv += ["--seeds", "2", "--jobs", JOBS, *extra]
     return subprocess.Popen(
         argv,
@@ -319,7 +319,7 @@ def test_asha_search_stops_runs_early(module_kit_dirs):
     and a restart keeps them."""
     parent = module_kit_dirs["runs"] / "asha"
     argv = [sys.executable, "-m", "crackkit.cli", "sweep", "--preset", "tiny", "-p", "epochs", "2"]
-    argv += ["--run-dir", str(parent), "--seeds", "0,", "--jobs", "1", *SEARCH, *ASHA]
+    argv += ["--sweep-dir", str(parent), "--seeds", "0,", "--jobs", "1", *SEARCH, *ASHA]
     done = subprocess.run(argv, capture_output=True, text=True, env=os.environ | RAY_ENV)
     assert done.returncode == 0, done.stdout + done.stderr
     record = json.loads((parent / "sweep.json").read_text())

@@ -102,7 +102,7 @@ def test_cli_bomb_exits_2_with_one_line_and_a_limit_that_raises(tmp_path, capsys
         str(bomb),
         "--root",
         str(tmp_path / "d"),
-        "--no-progress",
+        "--quiet",
     ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -145,7 +145,7 @@ def test_free_space_checked_before_the_disk_fills(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(archive_module.shutil, "disk_usage", tiny)
     argv = ["data", "crack500", "--archive", str(archive), "--root", str(tmp_path / "d")]
-    assert main([*argv, "--no-progress"]) == 1
+    assert main([*argv, "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "of free space" in err[0] and "c.zip needs" in err[0]
     assert _nothing_left(tmp_path / "d" / "processed")
@@ -228,7 +228,7 @@ def test_write_error_is_one_line_and_leaves_nothing(tmp_path):
     root = tmp_path / "d"
     cmd = [sys.executable, "-m", "crackkit.cli", "data", "crack500", "--archive", str(archive)]
     proc = subprocess.run(
-        [*cmd, "--root", str(root), "--no-progress"],
+        [*cmd, "--root", str(root), "--quiet"],
         capture_output=True,
         text=True,
         preexec_fn=_with_fsize_limit(200_000),

@@ -30,7 +30,7 @@ def _err_lines(capsys) -> list[str]:
 def test_non_finite_parameters_refused(tmp_path, capsys, name, value):
     """-p NAME nan/inf: exit 2, the parameter named, no run folder made."""
     run_dir = tmp_path / "run"
-    argv = ["run", "--preset", "tiny", "-p", name, value, "--run-dir", str(run_dir)]
+    argv = ["run", "--preset", "tiny", "-p", name, value, "--run", str(run_dir)]
     assert main(argv) == 2
     err = _err_lines(capsys)
     assert err == [f"crackkit: error: parameter {name!r} got {value!r}; it must be a finite number"]
@@ -39,7 +39,7 @@ def test_non_finite_parameters_refused(tmp_path, capsys, name, value):
 
 def test_sweep_values_refused_too(tmp_path, capsys):
     """crackkit sweep -p lr 0.1,nan refuses the non-finite value."""
-    argv = ["sweep", "--preset", "tiny", "--run-dir", str(tmp_path / "sw"), "-p", "lr", "0.1,nan"]
+    argv = ["sweep", "--preset", "tiny", "--sweep-dir", str(tmp_path / "sw"), "-p", "lr", "0.1,nan"]
     assert main(argv) == 2
     assert "it must be a finite number" in _err_lines(capsys)[-1]
 
@@ -61,10 +61,13 @@ def test_bad_config_json_named(tmp_path, capsys, text, message):
     (run_dir / "config.json").write_text(text)
     with pytest.raises(ConfigError, match="config.json"):
         load_config(run_dir / "config.json")
-    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+    assert main(["run", "--resume", "--run", str(run_dir), "--quiet"]) == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and message in err[0] and "config.json" in err[0], err
-    for argv in (["predict", str(tmp_path), "--run", str(run_dir)], ["export", str(run_dir)]):
+    for argv in (
+        ["predict", str(tmp_path), "--run", str(run_dir)],
+        ["export", "--run", str(run_dir)],
+    ):
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2
         assert len(_err_lines(capsys)) == 1
 
@@ -85,10 +88,13 @@ def test_non_finite_values_from_python_and_notebooks():
 def test_debug_shows_the_traceback_before_or_after_the_command(tmp_path, capsys):
     """--debug adds the traceback; the last line and the status stay the same."""
     missing = str(tmp_path / "missing")
-    assert main(["run", "--resume", missing]) == 2
+    assert main(["run", "--resume", "--run", missing]) == 2
     plain = _err_lines(capsys)
     assert len(plain) == 1 and "Traceback" not in plain[0]
-    for argv in (["--debug", "run", "--resume", missing], ["run", "--resume", missing, "--debug"]):
+    for argv in (
+        ["--debug", "run", "--resume", "--run", missing],
+        ["run", "--resume", "--run", missing, "--debug"],
+    ):
         assert main(argv) == 2
         err = _err_lines(capsys)
         assert err[0].startswith("Traceback") and err[-1] == plain[0]

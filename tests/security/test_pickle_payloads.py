@@ -55,7 +55,7 @@ def test_run_folder_with_a_planted_best_pt(
     if command == "predict":
         argv = ["predict", str(tmp_path / "photos"), "--run", str(run)]
     else:
-        argv = ["export", str(run), "--out", str(tmp_path / "m.onnx")]
+        argv = ["export", "--run", str(run), "--out", str(tmp_path / "m.onnx")]
     assert main(argv) == 2
     assert "best.pt was not loaded" in _one_error_line(capsys)
     assert not marker.exists() and not (tmp_path / "m.onnx").exists()
@@ -67,7 +67,7 @@ def test_evaluate_refuses_the_payload(
     """crackkit evaluate RUN --dataset DIR with a planted best.pt: refused, unrun, no output."""
     run = make_run(tmp_path / "run")
     plant_payload(run / "checkpoints" / "best.pt", marker)
-    argv = ["evaluate", str(run), "--dataset", str(bar_folder), "--quiet"]
+    argv = ["evaluate", "--run", str(run), "--dataset", str(bar_folder), "--quiet"]
     assert main(argv) == 2
     assert "best.pt was not loaded" in _one_error_line(capsys)
     assert not marker.exists()
@@ -100,7 +100,7 @@ def test_cli_run_resume_refuses_the_payload(
     save_config(cfg, run / "config.json")
     (run / "environment.json").write_text("{}")
     plant_payload(run / "checkpoints" / "last.pt", marker, cfg.to_dict())
-    assert main(["run", "--resume", str(run), "--quiet"]) == 2
+    assert main(["run", "--resume", "--run", str(run), "--quiet"]) == 2
     line = _one_error_line(capsys)
     assert "02_train.ipynb failed: CheckpointError" in line and "was not loaded" in line
     assert not marker.exists()

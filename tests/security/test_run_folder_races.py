@@ -57,7 +57,7 @@ def test_second_run_into_a_live_folder_is_refused(tmp_path, holder, capsys):
         RunDirError, match=f"in use by another crackkit process \\(pid {holder.pid}"
     ):
         Run.create(make_config({"lr": 0.002}, preset="tiny"), run_dir)
-    argv = ["run", "--preset", "tiny", "-p", "lr", "0.002", "--run-dir", str(run_dir), "--quiet"]
+    argv = ["run", "--preset", "tiny", "-p", "lr", "0.002", "--run", str(run_dir), "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is in use by another crackkit process" in err[0], err
