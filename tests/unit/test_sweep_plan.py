@@ -547,3 +547,26 @@ def test_history_scores_are_the_validation_epochs_before_the_last(tmp_path):
     write_csv(tmp_path / "history.csv", rows)
     assert _history_scores(tmp_path, epochs=4) == [(1, 0.25), (3, 0.5)]
     assert _history_scores(tmp_path / "missing", epochs=4) == []
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_the_mixed_supervision_grid_is_one_command(tmp_path, capsys, engine):
+    """`sweep -p num_segmented 0,5,15,all --seeds 3` plans the paper's grid on either engine: 12
+    runs named by N ("all" for every mask), each config holding its N (None for all) and seed."""
+    parent = tmp_path / "ms"
+    argv = ["sweep", "--preset", "tiny", "--sweep-dir", str(parent), "--engine", engine]
+    argv += ["-p", "num_segmented", "0,5,15,all", "--seeds", "3", "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[sweep] varied: num_segmented = 0, 5, 15, all; seeds: 0, 1, 2" in out
+    assert "[sweep] 12 runs in" in out
+    sweep = plan_sweep(parent, {"num_segmented": [0, 5, 15, None]}, [0, 1, 2], preset="tiny")
+    assert [r.name for r in sweep.runs][-3:] == [f"num_segmented=all-seed{s}" for s in range(3)]
+    assert [(r.config.num_segmented, r.config.seed) for r in sweep.runs[:4]] == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (5, 0),
+    ]
+    assert sweep.runs[-1].config.num_segmented is None
+    assert not parent.exists(), "a dry run writes nothing"
