@@ -226,3 +226,33 @@ def test_original_dilation_dilates_evaluation_masks_at_native_size(tmp_path):
     for mode, rows in (("train", 1), ("original", 3)):
         ds = CrackDataset([sample], cfg.replace(dilate=3, dilate_mode=mode), train=False)
         assert int(ds[0]["mask"][0].sum(dim=1).gt(0).sum()) == rows
+
+
+def test_pictures_read_the_data_as_annotated(tmp_path) -> None:
+    """A bgr run with dilate_mode 'original' is fed reversed channels and dilated masks;
+    ``read(as_fed=False)`` (what plot_samples draws) gives RGB and the mask as drawn."""
+    from crackkit.config import make_config
+    from crackkit.data.dataset import CrackDataset
+    from crackkit.data.folder import scan_split, write_sample
+
+    image = np.zeros((64, 128, 3), np.uint8)
+    image[..., 0] = 200  # red
+    mask = np.zeros((64, 128), bool)
+    mask[30, 10:26] = True
+    write_sample(tmp_path, "train", "a", image, mask, image_ext=".png")
+    samples = scan_split(tmp_path, "train", progress=False)
+    cfg = make_config(
+        {
+            "input_height": 64,
+            "input_width": 128,
+            "channel_order": "bgr",
+            "dilate": 3,
+            "dilate_mode": "original",
+        },
+        preset="tiny",
+    )
+    ds = CrackDataset(samples, cfg, train=False)
+    fed_image, fed_mask = ds.read(0)
+    shown_image, shown_mask = ds.read(0, as_fed=False)
+    assert fed_image[0, 0].tolist() == [0, 0, 200] and shown_image[0, 0].tolist() == [200, 0, 0]
+    assert shown_mask.sum() == 16 and fed_mask.sum() > 16

@@ -330,33 +330,3 @@ def test_a_large_split_shows_a_bar_only_when_progress_is_on(tmp_path: Path, caps
     counts = split_counts(tmp_path, ("train",))
     assert "checking train" in capsys.readouterr().err
     assert counts == {"train": {"positives": 50, "negatives": 51, "sum": 101}}
-
-
-def test_pictures_read_the_data_as_annotated(tmp_path: Path) -> None:
-    """A bgr run with dilate_mode 'original' is fed reversed channels and dilated masks;
-    ``read(as_fed=False)`` (what plot_samples draws) gives RGB and the mask as drawn."""
-    from crackkit.config import make_config
-    from crackkit.data.dataset import CrackDataset
-    from crackkit.data.folder import scan_split, write_sample
-
-    image = np.zeros((64, 128, 3), np.uint8)
-    image[..., 0] = 200  # red
-    mask = np.zeros((64, 128), bool)
-    mask[30, 10:26] = True
-    write_sample(tmp_path, "train", "a", image, mask, image_ext=".png")
-    samples = scan_split(tmp_path, "train", progress=False)
-    cfg = make_config(
-        {
-            "input_height": 64,
-            "input_width": 128,
-            "channel_order": "bgr",
-            "dilate": 3,
-            "dilate_mode": "original",
-        },
-        preset="tiny",
-    )
-    ds = CrackDataset(samples, cfg, train=False)
-    fed_image, fed_mask = ds.read(0)
-    shown_image, shown_mask = ds.read(0, as_fed=False)
-    assert fed_image[0, 0].tolist() == [0, 0, 200] and shown_image[0, 0].tolist() == [200, 0, 0]
-    assert shown_mask.sum() == 16 and fed_mask.sum() > 16
