@@ -21,6 +21,7 @@ from crackkit.data.folder import write_sample
 
 __all__ = [
     "CRACK500_TRAIN_CROPS",
+    "cpu_line",
     "crack_crop",
     "load_average",
     "machine_line",
@@ -37,12 +38,29 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_line() -> str:
+    """The line every benchmark prints first: which CPU its figures come from (model name and
+    whether it has AVX512-BF16 / AMX-BF16, which decide how fast bf16 runs) and the GPU if any."""
+    import torch
+
+    from crackkit.autotune import cpu_flags, cpu_model
+
+    flags = {name: "yes" if has else "no" for name, has in cpu_flags().items()}
+    text = (
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; avx512_bf16 {flags['avx512_bf16']}, "
+        f"amx_bf16 {flags['amx_bf16']}"
+    )
+    if torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name(0)}"
+    return text
+
+
 def machine_line() -> str:
-    """One line naming the CPU count, torch threads and the current load."""
+    """One line naming the CPU, its count, torch threads and the current load."""
     import torch
 
     return (
-        f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"{cpu_line()}; torch {torch.__version__} with {torch.get_num_threads()} "
         f"threads, load average {' / '.join(f'{x:.2f}' for x in load_average())} (1/5/15 min)"
     )
 

@@ -51,7 +51,9 @@ from crackkit.run import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import test_model_fidelity as published  # noqa: E402 - the fidelity tests' functional oracle
+from _common import cpu_line  # noqa: E402
 
 BAND = 8  # rows (columns) counted as the border: one cell of the 1/8 volume
 
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="default: the run's chosen checkpoint")
     parser.add_argument("--limit", type=int, default=1000, help="crack-free images used, at most")
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
 
     run = Run.open(args.run)
     cfg = run.cfg

@@ -39,7 +39,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import CRACK500_TRAIN_CROPS, load_average, machine_line, make_crack_folder
+from _common import CRACK500_TRAIN_CROPS, cpu_line, load_average, machine_line, make_crack_folder
 
 HEIGHT, WIDTH = 360, 640
 MB = 1024 * 1024
@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--child", choices=("crackkit", "preload"), help=argparse.SUPPRESS)
     parser.add_argument("--child-workers", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
 
     if args.child == "crackkit":
         child_crackkit(args.dir, args.child_workers)

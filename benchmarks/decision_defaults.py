@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import cpu_line, machine_line  # noqa: E402
 from _grid import print_tables, recipe, run_grid  # noqa: E402
 from _roads import make_roads  # noqa: E402
 
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
     )
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
     print(machine_line())
     height, width = args.size
     data = make_roads(args.root / f"roads-{height}x{width}", height=height, width=width)

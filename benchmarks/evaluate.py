@@ -82,11 +82,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import load_average, machine_line, make_crack_folder
+from _common import cpu_line, load_average, machine_line, make_crack_folder
 from sklearn.metrics import auc, precision_recall_curve, roc_auc_score
 from torch.utils.data import Subset
 
 import crackkit.metrics as M
+from crackkit import autotune
 from crackkit.config import RunConfig
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import scan_split
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="also run crackkit.evaluate.evaluate once (untimed) and compare its metrics",
     )
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
 
     started = time.perf_counter()
     load_start = load_average()
@@ -286,6 +288,13 @@ def main(argv: list[str] | None = None) -> dict:
         # crackkit's model exactly as evaluation builds it (crackkit.runtime.model_for)
         ck_model, placement = model_for(cfg, device, inference=True, model=net)
         amp_dtype, channels_last = placement.amp_dtype, placement.channels_last
+        batch = placement.eval_batch_size
+        switches = autotune.resolutions().get("inference", {}).get("switches", {})
+        print(
+            "speed switches: "
+            + ", ".join(f"{k} {v['choice']} ({v['source']})" for k, v in switches.items()),
+            flush=True,
+        )
         fft = any(getattr(m, "fft", False) for m in ck_model.modules())
 
         # What crackkit.evaluate.evaluate passes to predict and compute_metrics, with
@@ -295,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         grid = count_grid(extra, sweep=sweep)
         gallery = set(_gallery_picks(dataset.labels[:k_inf], N_GALLERY))
         predict_kwargs = {
-            "batch_size": cfg.eval_batch_size,
+            "batch_size": batch,
             "amp_dtype": amp_dtype,
             "channels_last": channels_last,
             "num_workers": cfg.num_workers,
@@ -349,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{device.type}; " + machine_line()
         )
         print(
-            f"crackkit (predict + compute_metrics, as evaluate_run): batch {cfg.eval_batch_size}, "
+            f"crackkit (predict + compute_metrics, as evaluate_run): batch {batch}, "
             f"autocast {amp_dtype or 'off (float32)'}, channels_last {channels_last}, 15x15 conv "
             f"by FFT {fft}, images decoded from disk, {grid.size} thresholds counted per batch, "
             f"bootstrap {BOOTSTRAP_RESAMPLES}; original: batch 1, float32, direct convolutions, "
@@ -359,10 +368,7 @@ def main(argv: list[str] | None = None) -> dict:
         timed(crackkit_block, [0])
         timed(original_block, [0])
 
-        blocks = [
-            list(range(s, min(k_inf, s + cfg.eval_batch_size)))
-            for s in range(0, k_inf, cfg.eval_batch_size)
-        ]
+        blocks = [list(range(s, min(k_inf, s + batch))) for s in range(0, k_inf, batch)]
         ck_parts: list[Predictions] = []
         ck_predict = base_inf = 0.0
         base_probs: list[np.ndarray] = []
@@ -514,7 +520,8 @@ def main(argv: list[str] | None = None) -> dict:
             "width": args.width,
             "arch": args.arch,
             "device": device.type,
-            "eval_batch_size": cfg.eval_batch_size,
+            "eval_batch_size": batch,
+            "speed_switches": switches,
             "thresholds_counted": int(grid.size),
             "bootstrap": BOOTSTRAP_RESAMPLES,
             "fft_conv": fft,

@@ -25,7 +25,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import load_average, machine_line
+from _common import cpu_line, load_average, machine_line
 
 from crackkit.config import RunConfig
 from crackkit.fftconv import MIN_TRAIN_PIXELS, FFTConv2d, fft_conv2d
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
     device = torch.device(args.device)
     amp = resolve_amp(RunConfig(), device)
     started = time.perf_counter()

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CRACK500_TRAIN_CROPS, crack_crop, machine_line, metrics_row  # noqa: E402
+from _common import CRACK500_TRAIN_CROPS, cpu_line, crack_crop, machine_line, metrics_row  # noqa: E402
 
 from crackkit.config import make_config  # noqa: E402
 from crackkit.data.cfd import import_cfd  # noqa: E402
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cfd-epochs", type=int, nargs="+", default=[9])
     ap.add_argument("--cfd-seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args(argv)
+    print(cpu_line(), flush=True)
 
     import torch
 

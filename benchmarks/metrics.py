@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from crackkit.metrics import cross_footprint, default_thresholds, tolerance_sweep
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_line  # noqa: E402
 
 
 def synthetic_maps(n: int, height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--numpy-images", type=int, default=None, help="default: all N")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
 
     n = args.n
     k_orig = min(args.baseline_images, n)

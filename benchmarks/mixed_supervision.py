@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import cpu_line, machine_line  # noqa: E402
 from _grid import COLUMNS, print_tables, run_grid, summaries  # noqa: E402
 from real_data import DEFAULT_SOURCE, _import_cfd  # noqa: E402
 
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "output, saved to files) into one table and plot",
     )
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
     print(machine_line())
     tiles = tuple(args.tiles)
     data = _import_cfd(args.source, args.root, tiles)

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import cpu_line, machine_line  # noqa: E402
 from _grid import print_tables, recipe, run_grid  # noqa: E402
 
 from crackkit.paths import ROOT  # noqa: E402
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME:k=v,...")
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
     recipes = [recipe(r) for r in args.recipe] or [("default", [])]
     tiles = tuple(args.tiles) if args.tiles else None
     height = args.height or (tiles[0] if tiles else 320)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from _common import crack_crop, machine_line  # noqa: E402
+from _common import cpu_line, crack_crop, machine_line  # noqa: E402
 
 MODES = ("plain", "context", "global")
 WITHIN = 0.02
@@ -294,6 +294,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print(cpu_line(), flush=True)
     if args.child:
         print(json.dumps(_child(json.loads(args.child))))
         return 0

@@ -32,9 +32,10 @@ import statistics
 import time
 
 import torch
-from _common import CRACK500_TRAIN_CROPS, load_average, machine_line
+from _common import CRACK500_TRAIN_CROPS, cpu_line, load_average, machine_line
 from torch.utils.data import DataLoader, Dataset
 
+from crackkit import autotune
 from crackkit.config import RunConfig
 from crackkit.fftconv import set_fft_conv
 from crackkit.losses import SegDecLoss, decision_loss, segmentation_loss
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup-steps", type=int, default=1)
     parser.add_argument("--amp", default=defaults.amp, choices=("auto", "off", "bf16"))
     parser.add_argument("--fft-conv", default=defaults.fft_conv, choices=("auto", "on", "off"))
+    parser.add_argument(
+        "--channels-last", default=defaults.channels_last, choices=("auto", "on", "off")
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--compile",
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="torch.compile crackkit's model (its warm-up compiles)",
     )
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
 
     started = time.perf_counter()
     load_start = load_average()
@@ -124,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size,
         amp=args.amp,
         fft_conv=args.fft_conv,
+        channels_last=args.channels_last,
     )
     device = resolve_device(cfg)
     bs = cfg.batch_size
@@ -139,6 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
     ck_model, placement = model_for(cfg, device, model=copy.deepcopy(net))
     amp_dtype, channels_last = placement.amp_dtype, placement.channels_last
     fft = any(getattr(m, "fft", False) for m in ck_model.modules())
+    switches = autotune.resolutions().get("training", {}).get("switches", {})
+    print(
+        "speed switches: "
+        + ", ".join(f"{k} {v['choice']} ({v['source']})" for k, v in switches.items()),
+        flush=True,
+    )
     base_model = copy.deepcopy(net).to(device)
     set_fft_conv(base_model, False)  # the original's direct convolution
     ck_opt = build_optimizer(cfg, ck_model)
@@ -271,6 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
         "channels_last": channels_last,
         "fft_conv": fft,
+        "speed_switches": switches,
         "torch_threads": torch.get_num_threads(),
         "warmup_seconds": round(warmup_s, 1),
         "crackkit_first_step_seconds": None if first_s is None else round(first_s, 1),

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import cpu_line, machine_line  # noqa: E402
 from _grid import print_tables, run_grid  # noqa: E402
 from real_data import DEFAULT_SOURCE, _import_cfd  # noqa: E402
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
     )
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
     print(machine_line())
     data = _import_cfd(args.source, args.root)
     recipes = [] if args.no_scratch else [("scratch", [])]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import crack_crop, machine_line  # noqa: E402
+from _common import cpu_line, crack_crop, machine_line  # noqa: E402
 
 from crackkit.config import make_config  # noqa: E402
 from crackkit.data.folder import write_sample  # noqa: E402
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = parser.parse_args(argv)
+    print(cpu_line(), flush=True)
     print(machine_line())
     data = make_data(args.root / "data")
     base = {"dataset": str(data), "input_height": 64, "input_width": 128, "epochs": 6}

@@ -9,7 +9,7 @@ Layers, from the top down:
     4 interface      cli notebook
     3 orchestration  run report pipeline predict apply export compare launch batch tensorboard
     3 orchestration  search sweep raysweep
-    2 engine         runtime losses checkpoint warmstart inference tiling evaluate train
+    2 engine         autotune runtime losses checkpoint warmstart inference tiling evaluate train
     1 parts          fftconv ema model metrics data distributed geometry original_log
     0 ground         specs paths files config parameters deprecation console
 
@@ -20,7 +20,8 @@ Layers, from the top down:
 - **parts**: the published networks, the metrics, data sets and loaders (with augmentation and
   the choice of segmented images of mixed supervision), the process group, crack geometry (length
   and width) from a mask, and the run log's lines in the seed fork's format.
-- **engine**: device and precision switches, a config turned into a device-ready model, the
+- **engine**: speed switches settled by measurement and cached per machine, device and
+  precision switches, a config turned into a device-ready model, the
   loss, checkpoint files, starting weights of a warm start, the one inference path and its tiled
   form, evaluation of a split, the training loop.
 - **orchestration**: the :class:`crackkit.run.Run` that owns a run folder, the pipeline's

@@ -40,6 +40,7 @@ __all__ = [
     "config_diff",
     "field_names",
     "ALL_FIELDS",
+    "AUTO_ZERO_FIELDS",
     "check_device",
     "read_config_file",
     "DEVICE_VALUES",
@@ -204,9 +205,10 @@ class RunConfig:
     fft_conv: str = field(default="auto", metadata=_choice("auto", "on", "off"))
     num_workers: int = field(default=0, metadata=_range(0))
     nproc_per_node: int = field(default=1, metadata=_range(1))
-    # 4: on this project's 2-core CPU a 360x640 evaluation ran 1.3x faster in batches of 4 than of
-    # 16 (benchmarks/evaluate.py --batch-size); on a GPU, evaluation is not the bottleneck.
-    eval_batch_size: int = field(default=4, metadata=_range(1))
+    # Images per batch in evaluation and validation; 0 (or the word 'auto') measures the fastest
+    # of 1, 2, 4 and 8 for evaluation on the machine at hand (crackkit.autotune; validation during
+    # training and unmeasured runs take crackkit.runtime.STATIC_EVAL_BATCH, 4).
+    eval_batch_size: int = field(default=0, metadata=_range(0))
     tolerance: int = field(default=2, metadata=_range(0))
     # Also keep the weights every snapshot_every epochs, as the original's ep_XX.pth (checkpoints/
     # ep_XX.pt, 0-based XX at the start of that epoch: ep_00 is the initialisation); 0 = off.
@@ -314,6 +316,8 @@ def _optional(name: str) -> bool:
 _TYPES = {name: _field_type(name) for name in _FIELDS}
 #: Fields where None means "all" (and the word ``all`` is accepted for it).
 ALL_FIELDS = frozenset(name for name in _FIELDS if _optional(name))
+#: Integer fields where 0 means "auto" (and the word ``auto`` is accepted for it).
+AUTO_ZERO_FIELDS = frozenset({"eval_batch_size"})
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -330,6 +334,8 @@ def coerce_value(name: str, value: Any) -> Any:
         value is None or (isinstance(value, str) and value.strip().lower() == "all")
     ):
         return None
+    if name in AUTO_ZERO_FIELDS and isinstance(value, str) and value.strip().lower() == "auto":
+        return 0
     kind = _TYPES[name]
     expected = kind.__name__ + (" or 'all'" if name in ALL_FIELDS else "")
     bad = ConfigError(

@@ -102,7 +102,7 @@ PARAMETER_HELP: dict[str, str] = {
     "fft_conv": "the 15x15 convolution by tiled FFT (same function): auto (on a CPU), on, off",
     "num_workers": "DataLoader worker processes (0: decode in the main process)",
     "nproc_per_node": "training processes (torchrun, DistributedDataParallel)",
-    "eval_batch_size": "images per batch in validation and evaluation",
+    "eval_batch_size": "images per batch in validation and evaluation; 0 or auto: measured",
     "tolerance": "distance tolerance of the pixel metrics, in pixels",
     "seg_black": "the original's SEG_BLACK: zero the segmentation of images decided crack-free",
 }

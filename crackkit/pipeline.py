@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from crackkit import distributed, original_log
+from crackkit import autotune, distributed, original_log
 from crackkit.checkpoint import load_checkpoint, load_model, validation_thresholds
 from crackkit.config import RunConfig
 from crackkit.data.dataset import (
@@ -247,6 +247,7 @@ def _train(cfg: RunConfig, run: Run, *, resume: bool, progress: bool) -> TrainRe
         log.error(f"Training stopped: {type(exc).__name__}: {exc}")
         raise
     log.info(f"Training finished in {time.perf_counter() - t0:.1f}s")
+    run.record_speed_switches(autotune.resolutions())
     return result
 
 
@@ -314,6 +315,7 @@ def _evaluate_run(
     metrics, pred, state = _evaluate_split(
         cfg, ckpt, dataset, n_gallery=n_gallery, progress=progress, bootstrap=bootstrap, split=split
     )
+    run.record_speed_switches(autotune.resolutions())
     metrics["timing"]["train_and_validate"] = run.train_seconds()
     metrics["checkpoint"] = run.relative(ckpt)
     _write_scores(run.file("predictions") / f"{split}_scores.csv", dataset, pred, metrics)
@@ -362,7 +364,7 @@ def _evaluate_split(
         bootstrap=bootstrap,
         bootstrap_seed=BOOTSTRAP_SEED,
         keep=_gallery_picks(dataset.labels, n_gallery, dataset.segmented),
-        batch_size=cfg.eval_batch_size,
+        batch_size=placement.eval_batch_size,
         amp_dtype=placement.amp_dtype,
         channels_last=placement.channels_last,
         num_workers=cfg.num_workers,

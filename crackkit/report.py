@@ -1038,9 +1038,30 @@ def _env_table(env: dict[str, Any], metrics: dict[str, Any]) -> str:
         "dirty",
     ]
     rows = [[k, env.get(k)] for k in keys if k in env]
+    rows += _switch_rows(env.get("speed_switches", {}))
     timing = metrics.get("timing", {})
     rows += [[f"time: {k}", f"{v:.1f} s"] for k, v in timing.items()]
     return markdown_table(["What", "Value"], rows) if rows else "Not recorded."
+
+
+def _switch_rows(resolutions: Any) -> list[list[Any]]:
+    """One row per kind (training, inference): each speed switch as settled, and how
+    (``measured`` now, ``cached`` from an earlier measurement on this machine, ``static`` rule,
+    ``fixed`` by the run's parameters)."""
+    rows = []
+    if not isinstance(resolutions, dict):
+        return rows
+    for kind, record in resolutions.items():
+        switches = record.get("switches", {}) if isinstance(record, dict) else {}
+        if not isinstance(switches, dict) or not switches:
+            continue
+        text = ", ".join(
+            f"{name} {entry.get('choice')} ({entry.get('source')})"
+            for name, entry in switches.items()
+            if isinstance(entry, dict)
+        )
+        rows.append([f"speed switches: {kind}", text])
+    return rows
 
 
 def _output(run_dir: Path) -> str:

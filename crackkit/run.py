@@ -579,6 +579,16 @@ class Run:
             env["resumed_from"] = read_json(path)
         return atomic_write_json(path, env)
 
+    def record_speed_switches(self, resolutions: dict[str, Any]) -> Path | None:
+        """Add the speed switches settled in this process (:func:`crackkit.autotune.resolutions`:
+        ``training``, ``inference``) to ``environment.json`` under ``speed_switches``."""
+        path = self.file("environment")
+        if not resolutions or not path.is_file():
+            return None
+        env = read_json(path)
+        env.setdefault("speed_switches", {}).update(resolutions)
+        return atomic_write_json(path, env)
+
     @property
     def log(self) -> logging.Logger:
         """The run's logger: appends to ``run.log`` and prints to stdout."""

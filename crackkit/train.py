@@ -44,6 +44,7 @@ from crackkit.inference import to_input
 from crackkit.losses import SegDecLoss
 from crackkit.model import init_decision_prior, init_segmentation_prior, segmentation_bias
 from crackkit.runtime import (
+    STATIC_EVAL_BATCH,
     Placement,
     autocast,
     model_for,
@@ -439,7 +440,7 @@ def train(
                 val_ds,
                 device,
                 tolerance=cfg.tolerance,
-                batch_size=cfg.eval_batch_size,
+                batch_size=cfg.eval_batch_size or STATIC_EVAL_BATCH,
                 amp_dtype=placement.amp_dtype,
                 channels_last=placement.channels_last,
                 num_workers=cfg.num_workers,

@@ -14,6 +14,19 @@ def _console():
     console.configure()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _static_speed_switches(tmp_path_factory):
+    """The fixed speed-switch rules, no measurement: every test computes the same whatever the
+    machine's timings (tests/unit/test_autotune.py measures on purpose); a private cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CRACKKIT_AUTOTUNE", "static")
+    mp.setenv("CRACKKIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
 def _redirect(mp: pytest.MonkeyPatch, base) -> dict:
     """Point crackkit's data and runs folders at ``base``, here and in kernels started later."""
     import crackkit.paths as paths

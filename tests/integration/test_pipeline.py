@@ -68,6 +68,23 @@ def test_run_folder_is_complete(finished_run):
         assert (run / "notebooks" / f"{stem}.html").stat().st_size > 1000
 
 
+def test_environment_records_the_speed_switches_of_training_and_evaluation(finished_run):
+    """Each process that built a model adds how its switches were settled to environment.json
+    (static here: the test suite does not measure), and REPORT.md shows them."""
+    _, run = finished_run
+    env = json.loads((run / "environment.json").read_text())
+    switches = env["speed_switches"]
+    assert set(switches) == {"training", "inference"}
+    assert set(switches["training"]["switches"]) == {"amp", "channels_last", "fft_conv"}
+    inference = switches["inference"]["switches"]
+    assert inference["eval_batch_size"] == {"choice": 4, "source": "fixed"}  # the tiny preset
+    assert inference["fft_conv"]["source"] == "static"
+    assert switches["inference"]["size"] == "3x64x128"
+    assert "cpu" in switches["training"]["machine"]
+    report = (run / "REPORT.md").read_text()
+    assert "speed switches: training" in report and "speed switches: inference" in report
+
+
 def test_metrics_json_has_the_seed_tables(finished_run):
     """metrics.json headlines decision, 2-pixel, Dice and IoU at the validation thresholds."""
     _, run = finished_run

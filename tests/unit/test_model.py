@@ -167,9 +167,11 @@ def test_forward_is_deterministic_on_cpu(architecture: str) -> None:
         assert torch.equal(first, second)
 
 
+@pytest.mark.parametrize("mode", ["autograd", "inference", "inference-channels-last"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_feature_norm_against_the_published_formula(dtype: torch.dtype) -> None:
-    """scale * (x - mean) / sqrt(std + eps) + bias, std unbiased over H, W (float64 oracle)."""
+def test_feature_norm_against_the_published_formula(dtype: torch.dtype, mode: str) -> None:
+    """scale * (x - mean) / sqrt(std + eps) + bias, std unbiased over H, W (float64 oracle), on
+    both paths: with autograd and without (one group_norm of C groups + addcmul, any layout)."""
     torch.manual_seed(0)
     norm = FeatureNorm(3).to(torch.float64 if dtype == torch.float64 else torch.float32)
     with torch.no_grad():
@@ -180,8 +182,15 @@ def test_feature_norm_against_the_published_formula(dtype: torch.dtype) -> None:
     mean = x64.mean(dim=(2, 3), keepdim=True)
     std = x64.std(dim=(2, 3), unbiased=True, keepdim=True)
     expected = (x64 - mean) / torch.sqrt(std + 1e-3) * norm.scale.double() + norm.bias.double()
-    out = norm(x.to(dtype))
+    x_in = x.to(dtype)
+    if mode == "inference-channels-last":
+        x_in = x_in.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(mode != "autograd"):
+        out = norm(x_in)
     assert out.dtype == dtype
+    assert out.requires_grad == (mode == "autograd")
+    if mode == "inference-channels-last":
+        assert out.is_contiguous(memory_format=torch.channels_last)
     tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
     torch.testing.assert_close(out.double(), expected, atol=tol, rtol=tol)
 
