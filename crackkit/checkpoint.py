@@ -243,10 +243,12 @@ def load_model(
     *,
     inference: bool = False,
     amp: str | None = None,
+    speed: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, RunConfig, dict[str, Any], Placement]:
     """The device-ready model of a checkpoint file (:func:`crackkit.runtime.model_for`).
 
-    ``amp`` (``"off"``, ``"bf16"``, ``"auto"``) replaces the run's own ``amp`` for this model;
+    ``amp`` (``"off"``, ``"bf16"``, ``"auto"``) replaces the run's own ``amp`` for this model,
+    ``speed`` any speed switches (e.g. ``{"fft_conv": "off"}``: fixed values are not measured);
     the returned config is the checkpoint's.
 
     Returns:
@@ -259,8 +261,9 @@ def load_model(
     state = load_checkpoint(path)
     cfg = make_config(state["config"])
     try:
+        switches = dict(speed or {}) | ({} if amp is None else {"amp": amp})
         model, placement = model_for(
-            cfg if amp is None else cfg.replace(amp=amp),
+            cfg.replace(**switches) if switches else cfg,
             device,
             inference=inference,
             state_dict=state["model"],

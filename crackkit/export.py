@@ -139,6 +139,10 @@ class _TraceableFeatureNorm(nn.Module):
         return (x - mean) * torch.rsqrt(var + self.e0) * weight + self.bias
 
 
+# The graph is float32, contiguous and direct: fixed, so loading the model measures nothing.
+_EXPORT_SWITCHES = {"amp": "off", "channels_last": "off", "fft_conv": "off", "eval_batch_size": 1}
+
+
 def _traceable(module: nn.Module) -> nn.Module:
     """Replace every FeatureNorm below ``module`` (in place) by :class:`_TraceableFeatureNorm`."""
     for name, child in list(module.named_children()):
@@ -269,7 +273,7 @@ def export_onnx(
     run = run if isinstance(run, Run) else Run.open(run)
     path = run.checkpoint(checkpoint)
     try:
-        model, cfg, state, _ = load_model(path, "cpu", inference=True)
+        model, cfg, state, _ = load_model(path, "cpu", inference=True, speed=dict(_EXPORT_SWITCHES))
     except ConfigError as exc:
         raise CheckpointError(
             f"checkpoint {path} records run parameters this crackkit cannot use: {exc}"
