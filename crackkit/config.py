@@ -337,7 +337,11 @@ def coerce_value(name: str, value: Any) -> Any:
     if name in AUTO_ZERO_FIELDS and isinstance(value, str) and value.strip().lower() == "auto":
         return 0
     kind = _TYPES[name]
-    expected = kind.__name__ + (" or 'all'" if name in ALL_FIELDS else "")
+    expected = (
+        kind.__name__
+        + (" or 'all'" if name in ALL_FIELDS else "")
+        + (" or 'auto'" if name in AUTO_ZERO_FIELDS else "")
+    )
     bad = ConfigError(
         f"parameter {name!r} must be of type {expected}, got {value!r} ({type(value).__name__})"
     )

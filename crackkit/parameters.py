@@ -13,7 +13,14 @@ import typing
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from crackkit.config import ALL_FIELDS, DEVIATIONS, PRESETS, ConfigError, RunConfig
+from crackkit.config import (
+    ALL_FIELDS,
+    AUTO_ZERO_FIELDS,
+    DEVIATIONS,
+    PRESETS,
+    ConfigError,
+    RunConfig,
+)
 
 __all__ = [
     "PARAMETER_HELP",
@@ -165,9 +172,13 @@ def describe_parameters(preset: str | None = None) -> list[Parameter]:
                 name=f.name,
                 type="int or 'all'"
                 if f.name in ALL_FIELDS
+                else "int or 'auto' (0)"
+                if f.name in AUTO_ZERO_FIELDS
                 else getattr(hints[f.name], "__name__", str(hints[f.name])),
                 default=default,
-                allowed=_allowed(f.metadata) + (", or all" if f.name in ALL_FIELDS else ""),
+                allowed=_allowed(f.metadata)
+                + (", or all" if f.name in ALL_FIELDS else "")
+                + (", or auto (= 0)" if f.name in AUTO_ZERO_FIELDS else ""),
                 preset=values.get(f.name),
                 deviation=deviation,
                 published=published,

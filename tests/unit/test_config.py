@@ -151,3 +151,16 @@ def test_make_report_keeps_its_12_epochs_while_the_default_is_10():
     with; a run with no preset trains 10 (the 20-minute budget for about 100 images)."""
     assert make_config().epochs == 10
     assert make_config(preset="synthetic").epochs == 12
+
+
+@pytest.mark.parametrize("value, expected", [("auto", 0), ("AUTO ", 0), (0, 0), ("8", 8), (2, 2)])
+def test_eval_batch_size_takes_auto_for_zero(value, expected):
+    """``eval_batch_size`` 0, also written ``auto``, is settled by measurement; the default."""
+    assert RunConfig(eval_batch_size=value).eval_batch_size == expected
+    assert RunConfig().eval_batch_size == 0
+
+
+@pytest.mark.parametrize("value", ["fast", -1, 1.5])
+def test_eval_batch_size_refuses_anything_else(value):
+    with pytest.raises(ConfigError, match="eval_batch_size"):
+        RunConfig(eval_batch_size=value)
