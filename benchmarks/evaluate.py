@@ -289,10 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
         ck_model, placement = model_for(cfg, device, inference=True, model=net)
         amp_dtype, channels_last = placement.amp_dtype, placement.channels_last
         batch = placement.eval_batch_size
-        switches = autotune.resolutions().get("inference", {}).get("switches", {})
+        resolution = autotune.resolutions().get("inference", {})
+        switches = resolution.get("switches", {})
         print(
             "speed switches: "
-            + ", ".join(f"{k} {v['choice']} ({v['source']})" for k, v in switches.items()),
+            + ", ".join(f"{k} {v['choice']} ({v['source']})" for k, v in switches.items())
+            + f"; {resolution.get('measure_seconds', 0):.1f} s measuring (not timed below)",
             flush=True,
         )
         fft = any(getattr(m, "fft", False) for m in ck_model.modules())

@@ -295,8 +295,11 @@ def resolve_switches(
     size = f"{cfg.input_channels}x{cfg.input_height}x{cfg.input_width}"
     choices: dict[str, Choice] = {}
     measure = any(auto.values()) and autotune.measuring() and not distributed.info().enabled
+    spent = 0.0
     if measure:
+        t0 = time.perf_counter()
         choices = _measure(cfg, device, inference, auto, values, cache or SwitchCache())
+        spent = time.perf_counter() - t0
     for name in values:
         if name in choices:
             values[name] = _value(name, choices[name].name)
@@ -305,6 +308,7 @@ def resolve_switches(
         "architecture": cfg.architecture,
         "size": size,
         "machine": autotune.machine_fingerprint(device),
+        "measure_seconds": round(spent, 2),
         "switches": {},
     }
     for name, value in values.items():
