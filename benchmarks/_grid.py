@@ -19,7 +19,16 @@ from pathlib import Path
 
 from _common import machine_line, metrics_row
 
-__all__ = ["COLUMNS", "SUMMARY_KEYS", "fmt", "print_tables", "recipe", "run_grid", "summaries"]
+__all__ = [
+    "COLUMNS",
+    "SUMMARY_KEYS",
+    "fmt",
+    "logged_rows",
+    "print_tables",
+    "recipe",
+    "run_grid",
+    "summaries",
+]
 
 COLUMNS = [
     ("recipe", "recipe"),
@@ -132,6 +141,14 @@ def fmt(v) -> str:
     if isinstance(v, list | tuple):
         return "[" + ", ".join(f"{x:.3f}" for x in v) + "]"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def logged_rows(log: Path, benchmark: str) -> list[dict]:
+    """The rows of the JSON line that a run of ``benchmark`` printed last into ``log``."""
+    for line in reversed(Path(log).read_text().splitlines()):
+        if line.startswith("{") and f'"benchmark": "{benchmark}"' in line:
+            return json.loads(line)["rows"]
+    raise SystemExit(f"{log}: no output of benchmarks/{benchmark}.py in it")
 
 
 def print_tables(

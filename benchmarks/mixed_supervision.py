@@ -21,14 +21,13 @@ paper's figure).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_line, machine_line  # noqa: E402
-from _grid import COLUMNS, print_tables, run_grid, summaries  # noqa: E402
+from _grid import COLUMNS, logged_rows, print_tables, run_grid, summaries  # noqa: E402
 from real_data import DEFAULT_SOURCE, _import_cfd  # noqa: E402
 
 COLS = [("N", "recipe")] + [c for c in COLUMNS if c[1] not in ("recipe", "network")]
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     data = _import_cfd(args.source, args.root, tiles)
     n_available = sum(1 for _ in (data / "train" / "masks").iterdir()) - _negatives(data)
     if args.rows_from:
-        rows = [row for log in args.rows_from for row in _logged_rows(log)]
+        rows = [row for log in args.rows_from for row in logged_rows(log, "mixed_supervision")]
     else:
         base = [
             ("input_height", str(tiles[0])),
@@ -121,14 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         print(plot(summaries(rows), n_available, args.plot))
     return 0
-
-
-def _logged_rows(log: Path) -> list[dict]:
-    """The rows of the JSON line a run of this script printed last into ``log``."""
-    for line in reversed(log.read_text().splitlines()):
-        if line.startswith("{") and '"mixed_supervision"' in line:
-            return json.loads(line)["rows"]
-    raise SystemExit(f"{log}: no output of benchmarks/mixed_supervision.py in it")
 
 
 def _negatives(data: Path) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_line, machine_line  # noqa: E402
-from _grid import print_tables, run_grid  # noqa: E402
+from _grid import logged_rows, print_tables, run_grid  # noqa: E402
 from real_data import DEFAULT_SOURCE, _import_cfd  # noqa: E402
 
 
@@ -36,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
     )
+    parser.add_argument(
+        "--rows-from",
+        nargs="+",
+        type=Path,
+        metavar="LOG",
+        help="train nothing: merge the rows of earlier runs of this script (their printed "
+        "output, saved to files) into one table",
+    )
     args = parser.parse_args(argv)
     print(cpu_line(), flush=True)
     print(machine_line())
@@ -46,14 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         if not name or not path or not Path(path).exists():
             raise SystemExit(f"--start {item!r}: expected NAME=PATH of an existing run or file")
         recipes.append((name, [("init_weights", str(Path(path).resolve()))]))
-    rows = run_grid(
-        data,
-        recipes,
-        seeds=args.seeds,
-        runs_root=args.root / "runs",
-        base=[tuple(p) for p in args.param],
-        preset="cfd",
-    )
+    if args.rows_from:
+        rows = [row for log in args.rows_from for row in logged_rows(log, "warm_start")]
+    else:
+        rows = run_grid(
+            data,
+            recipes,
+            seeds=args.seeds,
+            runs_root=args.root / "runs",
+            base=[tuple(p) for p in args.param],
+            preset="cfd",
+        )
     print_tables(
         f"CrackForest test split ({rows[0]['n_test']} images), --preset cfd (320x480, 9 epochs, "
         "segdecnet++); 2px F1 at the validation threshold",
