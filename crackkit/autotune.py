@@ -21,7 +21,9 @@ alternating order, the minimum taken. A decision goes into a small JSON cache
 (:func:`cache_path`; ``CRACKKIT_CACHE_DIR`` moves it) under a key of the machine (CPU model and
 flags, torch version and threads, GPU name) and the size, so later runs on the machine reuse it
 without measuring. A measurement is bounded by :data:`BUDGET_SECONDS`: what is left undecided
-when it runs out takes the fixed rule (``static`` in the record).
+when it runs out takes the fixed rule (``static`` in the record). Processes that start together
+(a sweep's runs) measure one at a time under a lock file beside the cache, and the later ones
+read the first one's choices.
 
 Results: the switches change how a function is computed, not which function (the FFT
 convolution and the inference FeatureNorm are the same functions; channels-last and the
@@ -36,12 +38,13 @@ that every process takes the same switches.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,11 @@ from typing import Any
 import torch
 
 from crackkit.files import atomic_write_json
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, each process measures for itself
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "BATCH_CANDIDATES",
@@ -80,6 +88,8 @@ MAX_CACHE_BYTES = 1 << 20
 ROUNDS = 2
 #: Seconds one resolution (all switches of one model and size) may spend measuring.
 BUDGET_SECONDS = 40.0
+#: Longest wait for another process's measurement before measuring anyway.
+LOCK_SECONDS = 300.0
 #: Evaluation batch sizes tried in inference.
 BATCH_CANDIDATES = (1, 2, 4, 8)
 
@@ -192,6 +202,42 @@ class SwitchCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._load().get(key)
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = LOCK_SECONDS) -> Iterator[bool]:
+        """Hold the cache's lock file while measuring, so that processes starting together (a
+        sweep's runs) measure one at a time, on an otherwise idle machine, and the later ones
+        read the first one's choices: the entries are read again once the lock is held.
+
+        Yields whether the lock was taken: after ``timeout`` seconds of waiting (or where no
+        lock file can be made) the caller goes on without it.
+        """
+        handle = None
+        taken = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115
+        except OSError:
+            handle = None
+        if handle is not None and fcntl is not None:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    taken = True
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.1)
+        self._entries = None  # what another process wrote meanwhile
+        try:
+            yield taken
+        finally:
+            if handle is not None:
+                if taken:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.close()
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         entries = self._load()

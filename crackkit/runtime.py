@@ -298,7 +298,9 @@ def resolve_switches(
     spent = 0.0
     if measure:
         t0 = time.perf_counter()
-        choices = _measure(cfg, device, inference, auto, values, cache or SwitchCache())
+        cache = cache or SwitchCache()
+        with cache.lock():
+            choices = _measure(cfg, device, inference, auto, values, cache)
         spent = time.perf_counter() - t0
     for name in values:
         if name in choices:

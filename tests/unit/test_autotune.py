@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 import torch
@@ -242,3 +243,20 @@ def test_model_for_builds_the_model_with_the_measured_switches(measuring, monkey
     assert (placement.amp_dtype == torch.bfloat16) == (record["amp"]["choice"] == "bf16")
     fft = [m.fft for m in model.modules() if hasattr(m, "fft")]
     assert fft == [record["fft_conv"]["choice"]]
+
+
+def test_one_process_measures_at_a_time_and_the_next_reads_its_choices(tmp_path):
+    """A second process (here a second cache object) waits for the lock; once it holds it, it
+    reads what the first one wrote meanwhile instead of measuring again."""
+    path = tmp_path / "speed.json"
+    first, second = SwitchCache(path), SwitchCache(path)
+    assert second.get("k") is None  # read before the first one measured
+    with first.lock() as taken:
+        assert taken
+        started = time.monotonic()
+        with second.lock(timeout=0.3) as waited:
+            assert not waited and time.monotonic() - started >= 0.3
+        first.put("k", {"choice": "on", "seconds": {"on": 1.0, "off": 2.0}})
+    with second.lock() as taken:
+        assert taken
+        assert second.get("k")["choice"] == "on"
