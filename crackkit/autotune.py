@@ -16,8 +16,9 @@ needed on that machine, each candidate runs a few times on random data and the f
   seconds per image.
 
 Training and inference are decided apart (forward + backward against forward alone). The whole
-network is timed at batch 1, one warm-up call and :data:`ROUNDS` timed calls per candidate in
-alternating order, the minimum taken. A decision goes into a small JSON cache
+network is timed at batch 1 for training and at the evaluation batch (4 unless given) for
+inference, one warm-up call and :data:`ROUNDS` timed calls per candidate in alternating order,
+the minimum taken. A decision goes into a small JSON cache
 (:func:`cache_path`; ``CRACKKIT_CACHE_DIR`` moves it) under a key of the machine (CPU model and
 flags, torch version and threads, GPU name) and the size, so later runs on the machine reuse it
 without measuring. A measurement is bounded by :data:`BUDGET_SECONDS`: what is left undecided

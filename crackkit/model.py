@@ -76,6 +76,7 @@ __all__ = [
     "init_segmentation_prior",
     "init_decision_prior",
     "segmentation_bias",
+    "set_bias_apart",
 ]
 
 
@@ -272,6 +273,7 @@ class _UpStage(nn.Module):
 
     def __init__(self, cin: int, cout: int, skip: int, blocks: int) -> None:
         super().__init__()
+        self.bias_apart = True
         self.upsample = nn.ConvTranspose2d(cin, cout, 5, stride=2)
         self.blocks = nn.Sequential(
             *[_conv_block(skip + cout if i == 0 else cout, cout, 5) for i in range(blocks)]
@@ -281,10 +283,13 @@ class _UpStage(nn.Module):
         # The transposed convolution without its bias, then the bias added: the same function,
         # but oneDNN's transposed convolution with a bias ran several times slower on a CPU
         # (16 -> 8 channels at 4x180x320, bf16: 167 ms with the bias, 24 ms without).
+        # ``bias_apart`` False is the original's call (benchmarks time the original way with it).
         conv = self.upsample
-        up = F.conv_transpose2d(x, conv.weight, None, stride=conv.stride)
-        if conv.bias is not None:
+        if self.bias_apart and conv.bias is not None:
+            up = F.conv_transpose2d(x, conv.weight, None, stride=conv.stride)
             up = up + conv.bias.view(1, -1, 1, 1).to(up.dtype)
+        else:
+            up = conv(x)
         up = _fit_to(up, skip.shape[-2:])
         return self.blocks(torch.cat([skip, up], dim=1))
 
@@ -420,6 +425,17 @@ def init_decision_prior(model: nn.Module) -> None:
     fc.weight.zero_()
     fc.bias.zero_()
     fc.weight[0, 64] = 1.0  # [max features (32), mean features (32), max seg, mean seg]
+
+
+def set_bias_apart(model: nn.Module, enabled: bool) -> int:
+    """Add each decoder transposed convolution's bias after it (``True``, crackkit's way) or
+    inside it (``False``, the original's ``nn.ConvTranspose2d`` call); returns how many."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, _UpStage):
+            module.bias_apart = bool(enabled)
+            count += 1
+    return count
 
 
 def build_model(

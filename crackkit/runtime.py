@@ -450,10 +450,13 @@ def _measure(
     cache: SwitchCache,
 ) -> dict[str, Choice]:
     """Measure the ``auto`` switches in turn; ``values`` holds the fixed rules to start from."""
+    # Inference: precision and layout timed at the evaluation batch (the given one, else the
+    # static 4), as bf16 can lose at batch 1 and win at 4; training: at batch 1 (time bound).
+    probe = (cfg.eval_batch_size or STATIC_EVAL_BATCH) if inference else 1
     base = "|".join(
         (
             autotune.machine_key(device),
-            "inference" if inference else "training",
+            f"inference-b{probe}" if inference else "training",
             cfg.architecture,
             f"{cfg.input_channels}x{cfg.input_height}x{cfg.input_width}",
         )
@@ -481,16 +484,21 @@ def _measure(
                 "amp",
                 "amp",
                 {
-                    "bf16": bench.network(torch.bfloat16, False, fft),
-                    "float32": bench.network(None, False, fft),
+                    "bf16": bench.network(torch.bfloat16, False, fft, probe),
+                    "float32": bench.network(None, False, fft, probe),
                 },
+                per_call={"bf16": float(probe), "float32": float(probe)},
             )
         amp = values["amp"]
         if auto["channels_last"]:
             decide(
                 "channels_last",
                 f"{amp_name()}|channels_last",
-                {"on": bench.network(amp, True, fft), "off": bench.network(amp, False, fft)},
+                {
+                    "on": bench.network(amp, True, fft, probe),
+                    "off": bench.network(amp, False, fft, probe),
+                },
+                per_call={"on": float(probe), "off": float(probe)},
             )
         cl = values["channels_last"]
         if auto["eval_batch_size"]:
