@@ -352,12 +352,14 @@ class _Bench:
 
     def __init__(self, cfg: RunConfig, device: torch.device, inference: bool) -> None:
         self.cfg, self.device, self.inference = cfg, device, inference
-        self._models: dict[bool, nn.Module] = {}
+        self._models: dict[tuple, nn.Module] = {}
         self._inputs: dict[tuple, torch.Tensor] = {}
 
-    def model(self, channels_last: bool = False) -> nn.Module:
-        """The network, one copy per memory format (converted once, not inside a timing)."""
-        if channels_last not in self._models:
+    def model(self, channels_last: bool = False, tag: Any = None) -> nn.Module:
+        """The network, one copy per memory format and ``tag`` (converted once, not inside a
+        timing; each copy keeps its own cached FFT weight spectrum)."""
+        key = (channels_last, tag)
+        if key not in self._models:
             if self._models:
                 model = copy.deepcopy(next(iter(self._models.values())))
             else:
@@ -367,8 +369,8 @@ class _Bench:
                 )
                 model = model.to(self.device).train(not self.inference)
             fmt = torch.channels_last if channels_last else torch.contiguous_format
-            self._models[channels_last] = model.to(memory_format=fmt)
-        return self._models[channels_last]
+            self._models[key] = model.to(memory_format=fmt)
+        return self._models[key]
 
     @staticmethod
     def _set_fft(model: nn.Module, fft: bool) -> None:
@@ -395,7 +397,7 @@ class _Bench:
         cfg = self.cfg
 
         def call() -> None:
-            model = self.model(cl)
+            model = self.model(cl, (amp, fft))
             self._set_fft(model, fft)
             x = self._input(
                 (batch, cfg.input_channels, cfg.input_height, cfg.input_width), cl, False
@@ -419,13 +421,16 @@ class _Bench:
         layers = [m for m in self.model().modules() if isinstance(m, FFTConv2d)]
         if not layers:
             return lambda: None
-        layer = layers[0]
+        # A copy per candidate: switching one layer back and forth would drop its cached weight
+        # spectrum at every call and time the FFT path with a transform it does not pay in use.
+        layer = copy.deepcopy(layers[0])
+        layer.fft, layer._cache = fft, None
+        if cl:
+            layer = layer.to(memory_format=torch.channels_last)
         cfg = self.cfg
         shape = (batch, layer.in_channels, cfg.input_height // 8, cfg.input_width // 8)
 
         def call() -> None:
-            if layer.fft != fft:
-                layer.fft, layer._cache = fft, None
             x = self._input(shape, cl, not self.inference)
             if self.inference:
                 with torch.inference_mode(), autocast(self.device, amp):
