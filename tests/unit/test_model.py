@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from crackkit.losses import decision_loss
 from crackkit.model import ARCHITECTURES, FeatureNorm, build_model
@@ -232,3 +233,25 @@ def test_feature_norm_gradients_equal_the_published_formula() -> None:
     want = torch.autograd.grad((ref * probe).sum(), params)
     for g, r in zip(got, want, strict=True):
         torch.testing.assert_close(g, r, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("architecture", ["segdecnet-up", "segdecnet++"])
+def test_inference_paths_compute_the_training_paths_function(architecture):
+    """Without autograd the model runs FeatureNorm's inference path and, either way, the decoder
+    adds its transposed convolutions' bias apart; in float64 both equal the original calls
+    (FeatureNorm with autograd, ``nn.ConvTranspose2d`` with its bias) to 1e-10."""
+    from crackkit.model import set_bias_apart
+
+    torch.manual_seed(0)
+    model = build_model(architecture, 3, 64, 128).double().eval()
+    for module in model.modules():  # non-zero biases, so that where they are added matters
+        if isinstance(module, nn.ConvTranspose2d):
+            nn.init.uniform_(module.bias, -1.0, 1.0)
+    x = torch.rand(2, 3, 64, 128, dtype=torch.float64)
+    assert set_bias_apart(model, False) == 3
+    reference = model(x)  # autograd on: FeatureNorm's training path, the original's calls
+    set_bias_apart(model, True)
+    with torch.inference_mode():
+        fast = model(x)
+    for a, b in zip(fast, reference, strict=True):
+        torch.testing.assert_close(a, b.detach(), atol=1e-10, rtol=1e-10)
