@@ -22,7 +22,8 @@ the minimum taken. A decision goes into a small JSON cache
 (:func:`cache_path`; ``CRACKKIT_CACHE_DIR`` moves it) under a key of the machine (CPU model and
 flags, torch version and threads, GPU name) and the size, so later runs on the machine reuse it
 without measuring. A measurement is bounded by :data:`BUDGET_SECONDS`: what is left undecided
-when it runs out takes the fixed rule (``static`` in the record). Processes that start together
+when it runs out takes the fixed rule (``static`` in the record); the decision under way when
+it runs out still finishes. Processes that start together
 (a sweep's runs) measure one at a time under a lock file beside the cache, and the later ones
 read the first one's choices.
 
@@ -40,10 +41,12 @@ that every process takes the same switches.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +78,9 @@ __all__ = [
     "pick_fastest",
     "resolutions",
     "record_resolution",
+    "clear_resolutions",
+    "fixed_rules",
+    "MeasurementError",
 ]
 
 _log = logging.getLogger("crackkit")
@@ -157,21 +163,25 @@ def cache_path() -> Path:
     if root:
         return Path(root) / CACHE_FILE
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
+    try:
+        base = Path(xdg) if xdg else Path.home() / ".cache"
+    except RuntimeError:  # no home folder (a container user without a passwd entry)
+        base = Path(tempfile.gettempdir())
     return base / "crackkit" / CACHE_FILE
 
 
 def measuring() -> bool:
     """False when ``CRACKKIT_AUTOTUNE=static`` asks for the fixed rules."""
-    return os.environ.get(MODE_ENV, "measure").strip().lower() != "static"
+    return not _FIXED and os.environ.get(MODE_ENV, "measure").strip().lower() != "static"
 
 
 class SwitchCache:
     """The measured choices of this machine: ``{key: {"choice": name, "seconds": {...}}}``.
 
-    The file is read once, never trusted beyond its shape: an unreadable, oversized or malformed
-    file is ignored with one warning (and replaced on the next write); entries that are not a
-    choice among strings and numbers are dropped.
+    The file is read once (again after :meth:`lock`), never trusted beyond its shape: an
+    unreadable, oversized, too deeply nested or malformed file is ignored with a warning (and
+    replaced on the next write); entries that are not a choice among strings and numbers are
+    dropped.
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
@@ -193,7 +203,7 @@ class SwitchCache:
             entries = data.get("entries", {})
             if not isinstance(entries, dict):
                 raise ValueError("'entries' is not an object")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             _log.warning(f"speed-switch cache {self.path} ignored ({exc}); measuring again")
             return self._entries
         for key, entry in entries.items():
@@ -227,9 +237,10 @@ class SwitchCache:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                     taken = True
                     break
-                except OSError:
-                    if time.monotonic() >= deadline:
-                        break
+                except OSError as exc:
+                    busy = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+                    if not busy or time.monotonic() >= deadline:
+                        break  # no flock here (ENOLCK, ENOSYS), or waited long enough
                     time.sleep(0.1)
         self._entries = None  # what another process wrote meanwhile
         try:
@@ -256,6 +267,10 @@ def _valid_entry(entry: Any) -> bool:
     return isinstance(seconds, dict) and all(
         isinstance(k, str) and isinstance(v, int | float) for k, v in seconds.items()
     )
+
+
+class MeasurementError(RuntimeError):
+    """Every candidate of a switch failed: the caller keeps the fixed rule."""
 
 
 @dataclass
@@ -293,17 +308,34 @@ def pick_fastest(
         hit = cache.get(key)
         if hit is not None and hit["choice"] in candidates:
             return Choice(hit["choice"], dict(hit.get("seconds", {})), "cached")
+    failed: dict[str, str] = {}
+
+    def attempt(name: str) -> float:
+        """One call's seconds; a candidate that raises (out of memory, say) is out."""
+        t0 = clock()
+        try:
+            candidates[name]()
+        except (RuntimeError, MemoryError) as exc:
+            failed[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return float("inf")
+        return clock() - t0
+
     for name in names:
-        candidates[name]()
+        attempt(name)
     best = {name: float("inf") for name in names}
     for r in range(max(1, ROUNDS if rounds is None else rounds)):
         for name in names if r % 2 == 0 else reversed(names):
-            t0 = clock()
-            candidates[name]()
-            best[name] = min(best[name], clock() - t0)
+            if name not in failed:
+                best[name] = min(best[name], attempt(name))
+    if len(failed) == len(names):
+        raise MeasurementError(f"every candidate failed: {failed}")
+    for name, why in failed.items():
+        _log.warning(f"speed switch {key.rsplit('|', 1)[-1]}: candidate {name} failed ({why})")
     scale = dict(per_call or {})
-    seconds = {name: best[name] / scale.get(name, 1.0) for name in names}
-    winner = min(names, key=lambda n: (seconds[n], names.index(n)))
+    seconds = {name: best[name] / scale.get(name, 1.0) for name in names if name not in failed}
+    winner = min(seconds, key=lambda n: (seconds[n], names.index(n)))
     choice = Choice(winner, {n: round(s, 6) for n, s in seconds.items()}, "measured")
     if cache is not None:
         cache.put(key, {"choice": winner, "seconds": choice.seconds})
@@ -315,8 +347,28 @@ _RESOLVED: dict[str, dict[str, Any]] = {}
 
 
 def record_resolution(kind: str, record: dict[str, Any]) -> None:
-    """Keep what one resolution settled (``kind``: ``training``, ``inference``, ``validation``)."""
+    """Keep what one resolution settled (``kind``: ``training`` or ``inference``)."""
     _RESOLVED[kind] = record
+
+
+def clear_resolutions() -> None:
+    """Forget the resolutions so far (a run starts: record only its own)."""
+    _RESOLVED.clear()
+
+
+@contextlib.contextmanager
+def fixed_rules() -> Iterator[None]:
+    """Within the block, ``auto`` takes the fixed rules without measuring (a model loaded only
+    to be handed back, not to run)."""
+    global _FIXED
+    previous, _FIXED = _FIXED, True
+    try:
+        yield
+    finally:
+        _FIXED = previous
+
+
+_FIXED = False
 
 
 def resolutions() -> dict[str, dict[str, Any]]:

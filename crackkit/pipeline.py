@@ -209,6 +209,7 @@ def train_run(
 
 
 def _train(cfg: RunConfig, run: Run, *, resume: bool, progress: bool) -> TrainResult:
+    autotune.clear_resolutions()  # this run records its own switches only
     run.record_environment(resumed=resume)
     log = run.log
     log.info(f"Run folder: {run.path}")
@@ -254,7 +255,8 @@ def _train(cfg: RunConfig, run: Run, *, resume: bool, progress: bool) -> TrainRe
 def _result_from_checkpoints(run: Run) -> TrainResult:
     """The TrainResult of a run trained in other processes, read back from its checkpoints."""
     chosen = run.checkpoint()
-    model, _, _, _ = load_model(chosen, run.cfg.device)
+    with autotune.fixed_rules():  # handed back, not run here: nothing to measure
+        model, _, _, _ = load_model(chosen, run.cfg.device)
     last = load_checkpoint(run.checkpoints.last)
     return TrainResult(
         model=model, history=last["history"], best=last["best"], run_dir=run.path, checkpoint=chosen
@@ -307,6 +309,7 @@ def _evaluate_run(
     bootstrap: int,
 ) -> dict[str, Any]:
     cfg, log = run.cfg, run.log
+    autotune.clear_resolutions()  # this evaluation records its own switches only
     ckpt = run.checkpoint(checkpoint)
     prepared = prepare(cfg, progress=progress)
     if split not in prepared.splits:

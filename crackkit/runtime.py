@@ -271,7 +271,8 @@ def resolve_switches(
     In the order precision, channels-last, evaluation batch (``inference`` only), FFT
     convolution, each measured under the choices before it. The record (also kept for the run's
     ``environment.json``, :func:`crackkit.autotune.resolutions`) names each choice, its source
-    (``measured``, ``cached``, ``static``, ``fixed``) and the seconds per image measured.
+    (``measured``, ``cached``, ``static``, ``fixed``) and the seconds measured: per image for
+    the whole network, per call for the 15x15 layer alone (``fft_conv``).
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -391,6 +392,8 @@ class _Bench:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
 
     def network(self, amp: torch.dtype | None, cl: bool, fft: bool, batch: int = 1) -> Callable:
         """One forward (inference) or forward + backward (training) of the whole network."""
@@ -418,19 +421,31 @@ class _Bench:
     def large_conv(self, amp: torch.dtype | None, cl: bool, fft: bool, batch: int) -> Callable:
         """The 15x15 convolution alone at the run's batch and map size (the only layer that
         ``fft_conv`` changes); forward, and backward when training."""
-        layers = [m for m in self.model().modules() if isinstance(m, FFTConv2d)]
-        if not layers:
-            return lambda: None
-        # A copy per candidate: switching one layer back and forth would drop its cached weight
-        # spectrum at every call and time the FFT path with a transform it does not pay in use.
-        layer = copy.deepcopy(layers[0])
-        layer.fft, layer._cache = fft, None
-        if cl:
-            layer = layer.to(memory_format=torch.channels_last)
+        held: list[nn.Module] = []
+
+        def prepared() -> nn.Module | None:
+            """Built on the first call (a cached choice builds nothing): a copy per candidate,
+            since switching one layer back and forth would drop its cached weight spectrum at
+            every call and time the FFT path with a transform it does not pay in use."""
+            if not held:
+                layers = [m for m in self.model().modules() if isinstance(m, FFTConv2d)]
+                if not layers:
+                    held.append(None)
+                    return None
+                layer = copy.deepcopy(layers[0])
+                layer.fft, layer._cache = fft, None
+                if cl:
+                    layer = layer.to(memory_format=torch.channels_last)
+                held.append(layer)
+            return held[0]
+
         cfg = self.cfg
-        shape = (batch, layer.in_channels, cfg.input_height // 8, cfg.input_width // 8)
 
         def call() -> None:
+            layer = prepared()
+            if layer is None:
+                return
+            shape = (batch, layer.in_channels, cfg.input_height // 8, cfg.input_width // 8)
             x = self._input(shape, cl, not self.inference)
             if self.inference:
                 with torch.inference_mode(), autocast(self.device, amp):
@@ -475,19 +490,23 @@ def _measure(
         hit = cache.get(key)
         if hit is None and time.monotonic() > deadline:
             return  # the budget is spent: the fixed rule stays
-        choices[name] = pick_fastest(key, candidates, cache=cache, per_call=per_call)
+        try:
+            choices[name] = pick_fastest(key, candidates, cache=cache, per_call=per_call)
+        except autotune.MeasurementError as exc:
+            autotune._log.warning(f"speed switch {name}: {exc}; the fixed rule stays")
+            return
         values[name] = _value(name, choices[name].name)
 
     def amp_name() -> str:
         return _dtype_name(values["amp"])
 
+    # The random weights and inputs draw from the global generators, put back afterwards.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(0)
         amp, cl, fft = values["amp"], values["channels_last"], values["fft_conv"]
         if auto["amp"]:
             decide(
                 "amp",
-                "amp",
+                f"fft={fft}|amp",
                 {
                     "bf16": bench.network(torch.bfloat16, False, fft, probe),
                     "float32": bench.network(None, False, fft, probe),
@@ -498,7 +517,7 @@ def _measure(
         if auto["channels_last"]:
             decide(
                 "channels_last",
-                f"{amp_name()}|channels_last",
+                f"{amp_name()}|fft={fft}|channels_last",
                 {
                     "on": bench.network(amp, True, fft, probe),
                     "off": bench.network(amp, False, fft, probe),
@@ -507,7 +526,9 @@ def _measure(
             )
         cl = values["channels_last"]
         if auto["eval_batch_size"]:
-            _decide_batch(decide, bench, amp, cl, fft, f"{amp_name()}|cl={cl}|eval_batch_size")
+            _decide_batch(
+                decide, bench, amp, cl, fft, f"{amp_name()}|cl={cl}|fft={fft}|eval_batch_size"
+            )
         batch = values["eval_batch_size"] if inference else cfg.batch_size
         if auto["fft_conv"]:
             decide(

@@ -86,6 +86,24 @@ def test_per_call_turns_seconds_per_call_into_seconds_per_image():
     assert choice.name == "4" and choice.seconds == {"1": 1.0, "4": 0.75}
 
 
+def test_a_failing_candidate_is_out_and_all_failing_keeps_the_rule(caplog):
+    """A candidate that raises (out of memory at batch 8, say) is not chosen and is named in a
+    warning; when every one fails the caller is told, and keeps its fixed rule."""
+    clock = FakeClock()
+
+    def out_of_memory():
+        raise RuntimeError("not enough memory")
+
+    with caplog.at_level(logging.WARNING, logger="crackkit"):
+        choice = pick_fastest(
+            "m|eval_batch_size", {"8": out_of_memory, "4": clock.path("4", 2.0)}, clock=clock
+        )
+    assert choice.name == "4" and choice.seconds == {"4": 2.0}
+    assert any("candidate 8 failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(autotune.MeasurementError, match="every candidate failed"):
+        pick_fastest("k", {"a": out_of_memory, "b": out_of_memory}, clock=clock)
+
+
 def test_a_tie_goes_to_the_first_candidate():
     clock = FakeClock()
     paths = {"on": clock.path("on", 1.0), "off": clock.path("off", 1.0)}
@@ -100,8 +118,9 @@ def test_a_tie_goes_to_the_first_candidate():
         b'{"version": 1, "entries": []}',
         b"[1, 2, 3]",
         b" " * (autotune.MAX_CACHE_BYTES + 1),
+        b"[" * 200_000,
     ],
-    ids=["garbage", "other-version", "entries-not-object", "not-object", "oversized"],
+    ids=["garbage", "other-version", "entries-not-object", "not-object", "oversized", "deep"],
 )
 def test_a_damaged_cache_is_ignored_with_one_warning_and_replaced(tmp_path, caplog, content):
     path = tmp_path / "speed.json"
@@ -226,6 +245,13 @@ def test_static_mode_takes_the_fixed_rules_without_measuring(measuring, monkeypa
     assert not measuring.exists()
 
 
+def test_fixed_rules_block_measures_nothing(measuring):
+    with autotune.fixed_rules():
+        switches = runtime.resolve_switches(RunConfig(**TINY), CPU)
+    assert {s["source"] for s in switches.record["switches"].values()} == {"static"}
+    assert autotune.measuring() and not measuring.exists()
+
+
 def test_a_spent_budget_leaves_the_fixed_rule(measuring, monkeypatch):
     monkeypatch.setattr(autotune, "BUDGET_SECONDS", -1.0)
     switches = runtime.resolve_switches(RunConfig(**TINY), CPU)
@@ -245,6 +271,7 @@ def test_model_for_builds_the_model_with_the_measured_switches(measuring, monkey
     assert fft == [record["fft_conv"]["choice"]]
 
 
+@pytest.mark.skipif(autotune.fcntl is None, reason="no file locks here (Windows)")
 def test_one_process_measures_at_a_time_and_the_next_reads_its_choices(tmp_path):
     """A second process (here a second cache object) waits for the lock; once it holds it, it
     reads what the first one wrote meanwhile instead of measuring again."""
