@@ -6,7 +6,15 @@ from dataclasses import fields
 
 import pytest
 
-from crackkit.config import ALL_FIELDS, DEVIATIONS, PRESETS, ConfigError, RunConfig, make_config
+from crackkit.config import (
+    ALL_FIELDS,
+    AUTO_ZERO_FIELDS,
+    DEVIATIONS,
+    PRESETS,
+    ConfigError,
+    RunConfig,
+    make_config,
+)
 from crackkit.parameters import (
     PARAMETER_HELP,
     describe_parameters,
@@ -29,7 +37,10 @@ def test_rows_hold_what_runconfig_holds():
     for name, row in rows.items():
         assert row.default == getattr(default, name), name
         expected = "int or 'all'" if name in ALL_FIELDS else type(getattr(default, name)).__name__
+        if name in AUTO_ZERO_FIELDS:
+            expected = "int or 'auto' (0)"
         assert row.type == expected, name
+    assert rows["eval_batch_size"].allowed == ">= 0, or auto (= 0)"
     assert rows["optimizer"].allowed == "adam, sgd"
     assert rows["lr"].allowed == "> 0.0"
     assert rows["momentum"].allowed == ">= 0.0 and <= 1.0"
