@@ -27,6 +27,7 @@ __all__ = [
     "machine_line",
     "make_crack_folder",
     "metrics_row",
+    "speed_switches",
 ]
 
 CRACK500_TRAIN_CROPS = 3307
@@ -53,6 +54,22 @@ def cpu_line() -> str:
     if torch.cuda.is_available():
         text += f"; GPU: {torch.cuda.get_device_name(0)}"
     return text
+
+
+def speed_switches(kind: str) -> dict:
+    """Print how this process settled its speed switches of ``kind`` (``training`` or
+    ``inference``: each choice and its source, the time spent measuring); return them."""
+    from crackkit import autotune
+
+    resolution = autotune.resolutions().get(kind, {})
+    switches = resolution.get("switches", {})
+    print(
+        "speed switches: "
+        + ", ".join(f"{k} {v['choice']} ({v['source']})" for k, v in switches.items())
+        + f"; {resolution.get('measure_seconds', 0):.1f} s measuring (not timed below)",
+        flush=True,
+    )
+    return switches
 
 
 def machine_line() -> str:

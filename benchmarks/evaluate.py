@@ -82,12 +82,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import cpu_line, load_average, machine_line, make_crack_folder
+from _common import cpu_line, load_average, machine_line, make_crack_folder, speed_switches
 from sklearn.metrics import auc, precision_recall_curve, roc_auc_score
 from torch.utils.data import Subset
 
 import crackkit.metrics as M
-from crackkit import autotune
 from crackkit.config import RunConfig
 from crackkit.data.dataset import CrackDataset
 from crackkit.data.folder import scan_split
@@ -289,14 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
         ck_model, placement = model_for(cfg, device, inference=True, model=net)
         amp_dtype, channels_last = placement.amp_dtype, placement.channels_last
         batch = placement.eval_batch_size
-        resolution = autotune.resolutions().get("inference", {})
-        switches = resolution.get("switches", {})
-        print(
-            "speed switches: "
-            + ", ".join(f"{k} {v['choice']} ({v['source']})" for k, v in switches.items())
-            + f"; {resolution.get('measure_seconds', 0):.1f} s measuring (not timed below)",
-            flush=True,
-        )
+        switches = speed_switches("inference")
         fft = any(getattr(m, "fft", False) for m in ck_model.modules())
 
         # What crackkit.evaluate.evaluate passes to predict and compute_metrics, with

@@ -32,10 +32,9 @@ import statistics
 import time
 
 import torch
-from _common import CRACK500_TRAIN_CROPS, cpu_line, load_average, machine_line
+from _common import CRACK500_TRAIN_CROPS, cpu_line, load_average, machine_line, speed_switches
 from torch.utils.data import DataLoader, Dataset
 
-from crackkit import autotune
 from crackkit.config import RunConfig
 from crackkit.fftconv import set_fft_conv
 from crackkit.losses import SegDecLoss, decision_loss, segmentation_loss
@@ -145,14 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     ck_model, placement = model_for(cfg, device, model=copy.deepcopy(net))
     amp_dtype, channels_last = placement.amp_dtype, placement.channels_last
     fft = any(getattr(m, "fft", False) for m in ck_model.modules())
-    resolution = autotune.resolutions().get("training", {})
-    switches = resolution.get("switches", {})
-    print(
-        "speed switches: "
-        + ", ".join(f"{k} {v['choice']} ({v['source']})" for k, v in switches.items())
-        + f"; {resolution.get('measure_seconds', 0):.1f} s measuring (not timed below)",
-        flush=True,
-    )
+    switches = speed_switches("training")
     base_model = copy.deepcopy(net).to(device)
     set_fft_conv(base_model, False)  # the original's direct convolution
     ck_opt = build_optimizer(cfg, ck_model)
