@@ -22,6 +22,7 @@ from _common import machine_line, metrics_row
 __all__ = [
     "COLUMNS",
     "SUMMARY_KEYS",
+    "add_rows_from",
     "fmt",
     "logged_rows",
     "print_tables",
@@ -141,6 +142,19 @@ def fmt(v) -> str:
     if isinstance(v, list | tuple):
         return "[" + ", ".join(f"{x:.3f}" for x in v) + "]"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def add_rows_from(parser) -> None:
+    """``--rows-from LOG ...``: train nothing, merge the rows that earlier runs of the script
+    printed (their output saved to files) into one table (:func:`logged_rows`)."""
+    parser.add_argument(
+        "--rows-from",
+        nargs="+",
+        type=Path,
+        metavar="LOG",
+        help="train nothing: merge the rows of earlier runs of this script (their printed "
+        "output, saved to files) into one table",
+    )
 
 
 def logged_rows(log: Path, benchmark: str) -> list[dict]:

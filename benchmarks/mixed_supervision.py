@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_line, machine_line  # noqa: E402
-from _grid import COLUMNS, logged_rows, print_tables, run_grid, summaries  # noqa: E402
+from _grid import COLUMNS, add_rows_from, logged_rows, print_tables, run_grid, summaries  # noqa: E402
 from real_data import DEFAULT_SOURCE, _import_cfd  # noqa: E402
 
 COLS = [("N", "recipe")] + [c for c in COLUMNS if c[1] not in ("recipe", "network")]
@@ -81,14 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
     )
     parser.add_argument("--plot", type=Path, help="draw metric against N into this PNG")
-    parser.add_argument(
-        "--rows-from",
-        nargs="+",
-        type=Path,
-        metavar="LOG",
-        help="train nothing: merge the rows of earlier runs of this script (their printed "
-        "output, saved to files) into one table and plot",
-    )
+    add_rows_from(parser)
     args = parser.parse_args(argv)
     print(cpu_line(), flush=True)
     print(machine_line())
