@@ -72,6 +72,35 @@ def speed_switches(kind: str) -> dict:
     return switches
 
 
+def original_side(model, original_calls: bool = False):
+    """The benchmarks' "original way" network: ``model`` with direct convolutions (no FFT) and,
+    with ``original_calls``, the original code's calls where crackkit computes the same function
+    another way: ``nn.ConvTranspose2d`` with its bias, FeatureNorm through autograd's chain
+    (``fused_backward = False``). Without it the original side keeps crackkit's kernels, which
+    are faster than the original's calls, so a speedup measured that way is the smaller one."""
+    from crackkit.fftconv import set_fft_conv
+    from crackkit.model import FeatureNorm, set_bias_apart
+
+    set_fft_conv(model, False)
+    if original_calls:
+        set_bias_apart(model, False)
+        for module in model.modules():
+            if isinstance(module, FeatureNorm):
+                module.fused_backward = False
+    return model
+
+
+def add_original_calls(parser) -> None:
+    """``--original-calls``: see :func:`original_side`."""
+    parser.add_argument(
+        "--original-calls",
+        action="store_true",
+        help="the original side with the original code's calls (transposed convolutions with "
+        "their bias, FeatureNorm through autograd's chain); default: crackkit's kernels, the "
+        "faster baseline",
+    )
+
+
 def machine_line() -> str:
     """One line naming the CPU, its count, torch threads and the current load."""
     import torch

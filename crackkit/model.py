@@ -234,25 +234,26 @@ class _FeatureNormFunction(torch.autograd.Function):
         layout = _memory_format(x)
         x = x if rows else x.contiguous()
         sdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        mean, var = (_row_stats if rows else _plane_stats)(x, sdtype)
+        out = torch.empty_like(x)  # the statistics pass writes here too, then the output pass
+        mean, var = (_row_stats if rows else _plane_stats)(x, sdtype, out)
         std = torch.sqrt(var * (d / (d - 1)))
         a = torch.rsqrt(std + eps)
         scale2 = scale.view(1, c).to(sdtype)
         weight = scale2 * a * torch.sqrt(var + FeatureNorm._E0)
         bias1 = bias.view(c).to(sdtype)
+        spare = torch.empty(2, n_ if rows else 1, c if rows else n_ * c, dtype=sdtype)
         if rows:
-            out = torch.empty_like(x)
-            spare = torch.empty(2, n_, c, dtype=sdtype)
             for i, (xi, oi) in enumerate(zip(_rows(x), _rows(out), strict=True)):
                 torch.ops.aten.native_batch_norm.out(
                     xi, weight[i], bias1, None, None, True, 0.0, FeatureNorm._E0,
                     out=oi, save_mean=spare[0, i], save_invstd=spare[1, i],
                 )  # fmt: skip
         else:
-            out = torch.ops.aten.native_group_norm(
+            torch.ops.aten.native_group_norm.out(
                 x.view(1, n_ * c, h, w), weight.reshape(-1), bias1.repeat(n_),
                 1, n_ * c, d, n_ * c, FeatureNorm._E0,
-            )[0].view(n_, c, h, w)  # fmt: skip
+                out0=out.view(1, n_ * c, h, w), out1=spare[0], out2=spare[1],
+            )  # fmt: skip
             out = out.contiguous(memory_format=layout)
         ctx.save_for_backward(x, mean, std, a, scale2)
         ctx.rows, ctx.layout = rows, layout
@@ -293,30 +294,41 @@ class _FeatureNormFunction(torch.autograd.Function):
         return grad_x, grad_scale, grad_bias, None
 
 
-def _plane_stats(x: torch.Tensor, sdtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _plane_stats(
+    x: torch.Tensor, sdtype: torch.dtype, spare: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and biased variance per sample and channel, (N, C), of a contiguous map, in
-    ``sdtype``: one fused ``group_norm`` pass (``var_mean`` for float maps, as fast there)."""
+    ``sdtype``: one fused ``group_norm`` pass, its normalised map written to ``spare`` (a map
+    like ``x``) and discarded; ``var_mean`` for float maps, as fast there."""
     n_, c, h, w = x.shape
     if x.dtype == sdtype:
         var, mean = torch.var_mean(x, dim=(2, 3), correction=0)
         return mean, var
     ones = torch.ones(n_ * c, dtype=sdtype)
-    _, mean, rstd = torch.ops.aten.native_group_norm(
-        x.view(1, n_ * c, h, w), ones, torch.zeros_like(ones), 1, n_ * c, h * w, n_ * c, 0.0
-    )  # eps 0: rstd = 1 / sqrt(var), inf for a constant map
-    return mean.view(n_, c), _variance(rstd.view(n_, c))
+    stats = torch.empty(2, 1, n_ * c, dtype=sdtype)
+    # eps 0: rstd = 1 / sqrt(var), inf for a constant map
+    torch.ops.aten.native_group_norm.out(
+        x.view(1, n_ * c, h, w), ones, torch.zeros_like(ones), 1, n_ * c, h * w, n_ * c, 0.0,
+        out0=spare.view(1, n_ * c, h, w), out1=stats[0], out2=stats[1],
+    )  # fmt: skip
+    return stats[0].view(n_, c), _variance(stats[1].view(n_, c))
 
 
-def _row_stats(x: torch.Tensor, sdtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _row_stats(
+    x: torch.Tensor, sdtype: torch.dtype, spare: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and biased variance per sample and channel, (N, C), of a channels-last map, in
-    ``sdtype``: one fused ``batch_norm`` pass per sample (its output discarded)."""
+    ``sdtype``: one fused ``batch_norm`` pass per sample, its output written to ``spare`` (a map
+    like ``x``) and discarded."""
     n_, c = x.shape[:2]
     ones = torch.ones(c, dtype=sdtype)
     stats = torch.empty(2, n_, c, dtype=sdtype)
-    for i, xi in enumerate(_rows(x)):
-        _, stats[0, i], stats[1, i] = torch.ops.aten.native_batch_norm(
-            xi, ones, torch.zeros_like(ones), None, None, True, 0.0, 0.0
-        )  # eps 0: invstd = 1 / sqrt(var) (0 for a constant map, where batch_norm sets it so)
+    # eps 0: invstd = 1 / sqrt(var); 0 for a constant map (batch_norm's way)
+    for i, (xi, si) in enumerate(zip(_rows(x), _rows(spare), strict=True)):
+        torch.ops.aten.native_batch_norm.out(
+            xi, ones, torch.zeros_like(ones), None, None, True, 0.0, 0.0,
+            out=si, save_mean=stats[0, i], save_invstd=stats[1, i],
+        )  # fmt: skip
     return stats[0], _variance(stats[1])
 
 

@@ -99,21 +99,23 @@ def resolve_amp(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
 
 # On this project's 2-core CPU under bf16 autocast, channels-last made inference faster from about
 # 192x320 inputs up (360x640: 0.45 -> 0.33 s per image; 192x320: 0.101 -> 0.082; 96x160: 0.021 ->
-# 0.026) and training slower at 96x160 and 192x320 (0.42 -> 0.60 and 1.42 -> 1.84 s per batch of
-# 4), so ``auto`` takes it on a CPU for inference on inputs of at least this many pixels only.
+# 0.026). Training, once FeatureNorm's fused training kernels kept the layout (2026-12-03, s per
+# batch of 4, three steps each, two A/B runs): 192x320 1.09-1.20 -> 0.90-1.01, 360x640 2.9-3.9 ->
+# 2.2-3.0, 96x160 0.32-0.36 -> 0.34-0.42. So the fixed rule takes it on a CPU under bf16 for
+# inputs of at least this many pixels, training and inference alike (``auto`` measures).
 CPU_CHANNELS_LAST_MIN_PIXELS = 192 * 320
 
 
 def resolve_channels_last(cfg: RunConfig, device: torch.device, *, inference: bool = False) -> bool:
-    """Whether tensors and weights go channels-last. ``auto``: on CUDA; on a CPU for inference
-    (``inference=True``: evaluation, prediction) under bf16 autocast with inputs of at least
-    :data:`CPU_CHANNELS_LAST_MIN_PIXELS`. Training on a CPU stays contiguous."""
+    """Whether tensors and weights go channels-last, by the fixed rule. ``auto``: on CUDA; on a
+    CPU under bf16 autocast with inputs of at least :data:`CPU_CHANNELS_LAST_MIN_PIXELS`, for
+    training and inference alike (``inference`` is kept for callers; the rule no longer depends
+    on it)."""
     if cfg.channels_last == "auto":
         if device.type == "cuda":
             return True
         return (
-            inference
-            and device.type == "cpu"
+            device.type == "cpu"
             and resolve_amp(cfg, device) == torch.bfloat16
             and cfg.input_height * cfg.input_width >= CPU_CHANNELS_LAST_MIN_PIXELS
         )

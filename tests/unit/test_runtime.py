@@ -31,7 +31,8 @@ def test_amp_on_a_cpu(monkeypatch, amp, bf16_cpu, expected):
         ("auto", "auto", True, (360, 640), True, True),  # bf16 inference on large inputs
         ("auto", "auto", True, (192, 320), True, True),
         ("auto", "auto", True, (96, 160), True, False),  # small inputs: contiguous
-        ("auto", "auto", True, (360, 640), False, False),  # training on a CPU: contiguous
+        ("auto", "auto", True, (360, 640), False, True),  # training alike
+        ("auto", "auto", True, (96, 160), False, False),
         ("auto", "auto", False, (360, 640), True, False),  # float32: contiguous
         ("auto", "off", True, (360, 640), True, False),
         ("on", "off", False, (96, 160), False, True),
