@@ -57,6 +57,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from crackkit.fftconv import FFTConv2d
 from crackkit.specs import ARCHITECTURES, DOWNSAMPLING, check_input_size
@@ -224,7 +225,10 @@ class _FeatureNormFunction(torch.autograd.Function):
     autograd's chain spends several on the variance's gradient. The kernel's weight gradient
     ``G * r`` and bias gradient ``sum(g)`` give the scale and bias gradients. Float64 tests hold
     values and gradients to the plain formula; no copy of the map is made except for
-    channels-last maps of fewer than 16 channels."""
+    channels-last maps of fewer than 16 channels.
+
+    Differentiable once: double backward (``create_graph=True``) and ``torch.func`` transforms
+    need ``FeatureNorm.fused_backward = False`` (autograd's chain)."""
 
     @staticmethod
     def forward(ctx, x, scale, bias, eps):  # noqa: D102
@@ -260,6 +264,7 @@ class _FeatureNormFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):  # noqa: D102
         x, mean, std, a, scale2 = ctx.saved_tensors
         n_, c, h, w = x.shape

@@ -334,3 +334,18 @@ def test_feature_norm_bf16_training_gradients_no_worse_than_autograds_chain(layo
         errors[fused] = ((got.double() - want).norm() / want.norm()).item()
     assert errors[True] < 1e-2
     assert errors[True] <= 1.25 * errors[False] + 1e-4, errors
+
+
+def test_feature_norm_double_backward_needs_autograds_chain() -> None:
+    """The fused training path is differentiable once and says so; with ``fused_backward =
+    False`` a second derivative goes through autograd's chain."""
+    torch.manual_seed(2)
+    norm = FeatureNorm(4).double()
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad((norm(x) ** 3).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.pow(2).sum().backward()
+    norm.fused_backward = False
+    (g,) = torch.autograd.grad((norm(x) ** 3).sum(), x, create_graph=True)
+    g.pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all()
