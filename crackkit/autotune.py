@@ -134,10 +134,18 @@ def cpu_has_bf16() -> bool:
     return any(cpu_flags().values())
 
 
+#: Raised whenever crackkit's own kernels change what is fast (FeatureNorm's fused training path
+#: made channels-last training pay off, revision 2): choices measured with older code are then
+#: measured again instead of being read from the cache.
+KERNELS_REVISION = 2
+
+
 def machine_fingerprint(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """What a measured choice depends on besides the model and its size."""
+    """What a measured choice depends on besides the model and its size: the machine, torch and
+    :data:`KERNELS_REVISION`."""
     device = torch.device(device)
     info: dict[str, Any] = {
+        "kernels": KERNELS_REVISION,
         "cpu": cpu_model(),
         **cpu_flags(),
         "cpu_count": os.cpu_count(),

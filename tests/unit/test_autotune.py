@@ -163,6 +163,14 @@ def test_the_machine_key_names_the_cpu_and_its_bf16_instructions(monkeypatch):
     assert amx_key != autotune.machine_key(CPU)
 
 
+def test_a_new_kernels_revision_measures_again(monkeypatch):
+    """Choices cached under an older revision of crackkit's kernels are not reused."""
+    key = autotune.machine_key(CPU)
+    assert autotune.machine_fingerprint(CPU)["kernels"] == autotune.KERNELS_REVISION
+    monkeypatch.setattr(autotune, "KERNELS_REVISION", autotune.KERNELS_REVISION + 1)
+    assert autotune.machine_key(CPU) != key
+
+
 TINY = {"input_height": 64, "input_width": 128, "batch_size": 2}
 
 
