@@ -214,8 +214,8 @@ class _FeatureNormFunction(torch.autograd.Function):
     compute ``(x - m) * r * weight + b`` with ``r = 1 / sqrt(var + e0)``, statistics in float32
     for bf16 maps.
 
-    Forward: a first call gives mean and variance (its output is discarded), a second call with
-    ``weight = scale * a / r`` gives the output, rounded once.
+    Forward: a first call gives mean and variance (its output, written into the output buffer,
+    is overwritten), a second call with ``weight = scale * a / r`` gives the output, rounded once.
 
     Backward: with ``G = sum(g * (x - mean))`` over the ``D`` pixels of a map, the published
     function's input gradient is ``scale * a * (g - mean(g)) - scale * G * a^3 / (2 (D - 1) s) *
