@@ -305,10 +305,9 @@ def _plane_stats(
     """Mean and biased variance per sample and channel, (N, C), of a contiguous map, in
     ``sdtype``: one fused ``group_norm`` pass, its normalised map written to ``spare`` (a map
     like ``x``) and discarded; ``var_mean`` for float maps, as fast there."""
-    n_, c, h, w = x.shape
     if x.dtype == sdtype:
-        var, mean = torch.var_mean(x, dim=(2, 3), correction=0)
-        return mean, var
+        return _spatial_mean_variance(x)
+    n_, c, h, w = x.shape
     ones = torch.ones(n_ * c, dtype=sdtype)
     stats = torch.empty(2, 1, n_ * c, dtype=sdtype)
     # eps 0: rstd = 1 / sqrt(var), inf for a constant map
